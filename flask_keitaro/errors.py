@@ -1,0 +1,67 @@
+"""The exception tree: one base, ``KeitaroError``, and one subclass per kind of failure.
+
+No message built here or by callers ever contains a campaign token.
+"""
+
+from __future__ import annotations
+
+
+class KeitaroError(Exception):
+    """Base class of every error raised by flask-keitaro."""
+
+
+class ConfigurationError(KeitaroError, ValueError):
+    """A ``KEITARO_*`` config value (or a constructor option) is invalid.
+
+    The message names the key and the bad value.
+    """
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{key}={value!r}: {reason}")
+
+
+class TrackerError(KeitaroError):
+    """The tracker could not give a usable answer for a click.
+
+    ``status`` is the tracker's HTTP status when it answered at all.
+    """
+
+    #: Short machine-readable name of the failure kind (used in logs and the CLI).
+    kind = "tracker error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TrackerUnavailable(TrackerError):
+    """The tracker could not be reached: refused connection, DNS or TLS failure, 5xx."""
+
+    kind = "unreachable"
+
+
+class TrackerTimeout(TrackerUnavailable):
+    """The tracker did not connect or answer within ``KEITARO_TIMEOUT``."""
+
+    kind = "timeout"
+
+
+class CampaignTokenRejected(TrackerError):
+    """The tracker rejected the campaign token (HTTP 401 or 403)."""
+
+    kind = "rejected token"
+
+
+class ClickAPIDisabled(TrackerError):
+    """The Click API is turned off for the campaign or the tracker (HTTP 402 or 409)."""
+
+    kind = "disabled Click API"
+
+
+class InvalidTrackerResponse(TrackerError):
+    """The tracker answered something that is not a valid Click API v3 answer."""
+
+    kind = "invalid answer"

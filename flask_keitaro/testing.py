@@ -1,0 +1,1 @@
+"""Test helpers: the in-thread Click API emulator and the pytest plugin."""
