@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LINT_PATHS := flask_keitaro tests example_site $(wildcard bench)
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test browser lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +18,17 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m example_site
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check flask_keitaro tests
-	$(BIN)/ruff format --check flask_keitaro tests
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy --strict flask_keitaro
 
-pytest: $(VENV)/.installed
+# Debian's Chromium for the browser test, when missing and installable (root with apt-get).
+browser:
+	.ci/ensure-browser
+
+pytest: $(VENV)/.installed browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest

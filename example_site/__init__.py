@@ -1,0 +1,126 @@
+"""The example landing site: a small Flask app that runs its pages through Keitaro campaigns.
+
+``create_app(config)`` builds the site; ``python -m example_site`` serves it together
+with the local Click API emulator (see ``example_site.server``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from flask import Flask, abort, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from flask_keitaro import KeitaroExtension
+
+__all__ = ["DEFAULT_CONFIG", "GO_TOKEN", "LANDING_TOKEN", "PROMO_TOKEN", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Campaign tokens of ``campaigns.toml``; with a real tracker, set ``SITE_*_TOKEN``.
+LANDING_TOKEN = "lnd4x7q2m9c8v1b6n3z5k0w2e4r6t8y1"
+#: Token of the "/go" direct-link campaign.
+GO_TOKEN = "go7h3j5k8l2p4q6r9s1t3u5v7w9x2y4z"
+#: Token of the "/promo" campaign (Germany only).
+PROMO_TOKEN = "prm2b4d6f8h1j3l5n7p9r2t4v6x8z1a3"
+
+#: What ``create_app`` starts from; the ``config`` argument overrides any of it.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "SECRET_KEY": "example-site-dev-only",
+    # Every visit to "/" is a click, so the click log shows a returning visitor
+    # as "not unique" instead of restoring the first click from the state cookie.
+    "KEITARO_RESTORE": False,
+    "SITE_LANDING_TOKEN": LANDING_TOKEN,
+    "SITE_GO_TOKEN": GO_TOKEN,
+    "SITE_PROMO_TOKEN": PROMO_TOKEN,
+    # Where conversions are reported; default: "{KEITARO_TRACKER_URL}/postback".
+    # A real Keitaro's is "https://tracker.example.com/<postback key>/postback".
+    "SITE_POSTBACK_URL": None,
+    # What the demo offer pays per lead, reported with the postback.
+    "SITE_OFFER_PAYOUT": "2.50",
+}
+
+_SUBID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the example site.
+
+    ``config`` must give ``KEITARO_TRACKER_URL`` (the emulator's ``.url`` in the demo
+    and the tests); any other key of ``DEFAULT_CONFIG`` or of the extension may be set.
+    """
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULT_CONFIG)
+    if config:
+        app.config.from_mapping(config)
+    if not app.config.get("SITE_POSTBACK_URL") and app.config.get("KEITARO_TRACKER_URL"):
+        app.config["SITE_POSTBACK_URL"] = (
+            app.config["KEITARO_TRACKER_URL"].rstrip("/") + "/postback"
+        )
+    keitaro = KeitaroExtension(app)
+    _add_views(app, keitaro)
+    return app
+
+
+def _add_views(app: Flask, keitaro: KeitaroExtension) -> None:
+    # Views are added here, not at import time, because their campaign tokens come
+    # from the app's config.
+
+    @app.route("/")
+    @keitaro.campaign(app.config["SITE_LANDING_TOKEN"])
+    def landing() -> str:
+        # Reached when the tracker said "show your own page" (or could not be
+        # reached: fail-open); bots and app WebViews got the tracker's answer.
+        return render_template("landing.html")
+
+    @app.route("/go")
+    @keitaro.campaign(app.config["SITE_GO_TOKEN"], force_redirect_offer=True)
+    def go() -> Response:
+        # The tracker sends visitors straight to an offer; this runs only when it
+        # could not (tracker down), and then the visitor sees the landing instead.
+        return redirect(url_for("landing"))
+
+    @app.route("/promo")
+    @keitaro.campaign(app.config["SITE_PROMO_TOKEN"])
+    def promo() -> str:
+        return render_template("promo.html")
+
+    @app.route("/app")
+    def in_app() -> str:
+        return render_template("in_app.html")
+
+    @app.route("/offer", methods=["GET", "POST"])
+    def offer() -> str:
+        subid = request.values.get("subid", "")
+        if subid and not _SUBID.fullmatch(subid):
+            abort(400)
+        if request.method == "GET":
+            return render_template("offer.html", subid=subid)
+        reported = bool(subid) and _send_postback(app, subid)
+        return render_template("thanks.html", subid=subid, reported=reported)
+
+    @app.route("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+
+def _send_postback(app: Flask, subid: str) -> bool:
+    """Report a lead for ``subid`` to the tracker; ``False`` (and a warning) on failure.
+
+    A real offer network sends this from its own server; the demo offer lives on
+    the site, so the site sends it.
+    """
+    params = {"subid": subid, "status": "lead", "payout": app.config["SITE_OFFER_PAYOUT"]}
+    try:
+        response = requests.get(app.config["SITE_POSTBACK_URL"], params=params, timeout=5)
+    except requests.RequestException as exc:
+        log.warning("postback failed: %s", type(exc).__name__)
+        return False
+    with response:
+        if not response.ok:
+            log.warning("postback refused: HTTP %s", response.status_code)
+        return response.ok

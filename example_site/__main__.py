@@ -1,0 +1,54 @@
+"""``python -m example_site [--host H] [--port P]``: the example site with the emulator beside it.
+
+Without ``KEITARO_TRACKER_URL`` in the environment the local Click API emulator
+starts in a thread with ``example_site/campaigns.toml``; with it, the site talks to
+that tracker (set ``SITE_LANDING_TOKEN``, ``SITE_GO_TOKEN`` and ``SITE_PROMO_TOKEN``
+to your campaigns' tokens, and ``SITE_POSTBACK_URL`` to your postback URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+
+from .server import DemoServer
+
+_ENV_KEYS = ("SITE_LANDING_TOKEN", "SITE_GO_TOKEN", "SITE_PROMO_TOKEN", "SITE_POSTBACK_URL")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m example_site", description=__doc__)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = {key: os.environ[key] for key in _ENV_KEYS if os.environ.get(key)}
+    demo = DemoServer(
+        args.host, args.port, tracker_url=os.environ.get("KEITARO_TRACKER_URL"), config=config
+    )
+    try:
+        demo.bind()
+    except OSError as exc:
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+
+    print(f" * Example site:        {demo.url}/", flush=True)
+    if demo.emulator_log_url:
+        print(f" * Emulator click log:  {demo.emulator_log_url}", flush=True)
+    else:
+        print(f" * Tracker:             {demo.tracker_url}", flush=True)
+    print(" * Press Ctrl-C to stop", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        demo.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""A visitor's whole path through the example site, in Debian's headless Chromium.
+
+The site and the emulator run on loopback ports as ``make demo`` runs them; Selenium
+drives the system ``chromium`` through the system ``chromedriver`` (nothing is
+downloaded). Without the browser the test skips with the reason, except in CI
+(``CI=true``), where it fails: there the browser must be installed.
+The screenshots in the README are taken here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from example_site.server import DemoServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = Path(__file__).parents[1] / "docs" / "_static"
+
+# Without the background-networking flags Chromium keeps trying to reach Google's
+# hosts, which a closed network refuses.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,820",
+)
+# Headless Chromium says "HeadlessChrome", which trackers (and the emulator) count
+# as a bot; a visitor's browser says "Chrome".
+DESKTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+DAY = 24 * 3600
+
+
+def _browser_missing() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return f"{path} not found (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[dev]')"
+    return None
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoServer]:
+    """The example site and the emulator on free loopback ports."""
+    reason = _browser_missing()
+    if reason:
+        _unavailable(reason)
+    with DemoServer("127.0.0.1", 0, emulator_config={"click_log": ":memory:"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``chrome(user_agent)`` starts a headless Chromium with its own empty profile."""
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    drivers: list[Any] = []
+
+    def start(user_agent: str) -> Any:
+        options = Options()
+        options.binary_location = str(CHROMIUM)
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+        options.add_argument(f"--user-agent={user_agent}")
+        # The performance log holds the DevTools network events: the redirects the
+        # browser followed and the raw Set-Cookie headers it received.
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+        try:
+            driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        except WebDriverException as exc:
+            _unavailable(f"chromium did not start: {exc.msg or exc}".splitlines()[0])
+        driver.set_page_load_timeout(15)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+def _network_events(driver: Any) -> list[dict[str, Any]]:
+    """The DevTools ``Network.*`` events since the last call."""
+    events = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    return [event for event in events if event["method"].startswith("Network.")]
+
+
+def _set_cookie_headers(events: list[dict[str, Any]], url: str) -> list[str]:
+    """The Set-Cookie header lines the browser received in the response to ``url``."""
+    request_ids = {
+        event["params"]["requestId"]
+        for event in events
+        if event["method"] == "Network.requestWillBeSent"
+        and event["params"]["request"]["url"] == url
+    }
+    lines: list[str] = []
+    for event in events:
+        if (
+            event["method"] == "Network.responseReceivedExtraInfo"
+            and event["params"]["requestId"] in request_ids
+        ):
+            for name, value in event["params"]["headers"].items():
+                if name.lower() == "set-cookie":
+                    lines.extend(value.split("\n"))
+    return lines
+
+
+def _redirect_chain(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """``(url, status)`` of each redirect the browser followed, in order."""
+    return [
+        (event["params"]["redirectResponse"]["url"], event["params"]["redirectResponse"]["status"])
+        for event in events
+        if event["method"] == "Network.requestWillBeSent" and "redirectResponse" in event["params"]
+    ]
+
+
+def _wait_for_url(driver: Any, prefix: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.startswith(prefix))
+
+
+def _shown_sub_id(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    text = driver.find_element(By.ID, "subid").text
+    match = re.fullmatch(r"ref ([0-9a-z]{13})", text)
+    assert match, text
+    return match.group(1)
+
+
+def _save_screenshot(driver: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    written = SCREENSHOTS / f".{name}.tmp"
+    assert driver.save_screenshot(str(written))
+    shutil.move(written, SCREENSHOTS / name)
+
+
+def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrome: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    emulator = demo.emulator
+    tracker = emulator.url.rstrip("/")
+    browser = chrome(DESKTOP_UA)
+
+    # 1. The landing renders with the click's sub_id; the uniqueness cookie is kept a day.
+    _network_events(browser)
+    browser.get(f"{demo.url}/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "The spring seed box"
+    sub_id = _shown_sub_id(browser)
+    (click,) = emulator.clicks()
+    assert click["sub_id"] == sub_id
+    assert click["is_unique"]
+    (uniqueness,) = [
+        line
+        for line in _set_cookie_headers(_network_events(browser), f"{demo.url}/")
+        if line.startswith("_kuc=")
+    ]
+    assert "max-age=86400" in uniqueness.lower().replace(" ", "")
+    cookie = browser.get_cookie("_kuc")
+    assert cookie and cookie["httpOnly"]
+    assert abs(cookie["expiry"] - (time.time() + DAY)) < 120
+    _save_screenshot(browser, "landing.png")
+
+    # 2. The offer button goes through the tracker's offer link to the offer page.
+    button = browser.find_element(By.ID, "offer")
+    offer_link = button.get_attribute("href")
+    assert offer_link.startswith(f"{tracker}/?_lp=1&_token=")
+    button.click()
+    _wait_for_url(browser, f"{demo.url}/offer")
+    assert browser.current_url == f"{demo.url}/offer?subid={sub_id}"
+    assert _redirect_chain(_network_events(browser)) == [(offer_link, 302)]
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Order the spring seed box"
+
+    # 3. Submitting the offer form reports a conversion, shown on the click log.
+    browser.find_element(By.NAME, "email").send_keys("visitor@example.com")
+    browser.find_element(By.ID, "submit").click()
+    _wait_for_url(browser, f"{demo.url}/offer")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Thank you!"
+    (conversion,) = emulator.conversions()
+    assert (conversion["sub_id"], conversion["status"]) == (sub_id, "lead")
+    browser.get(f"{tracker}/emulator/")
+    assert sub_id in browser.find_element(By.TAG_NAME, "body").text
+    assert "lead" in browser.find_element(By.TAG_NAME, "body").text
+
+    # 4. Back on the landing, the same visitor is a new click, no longer unique.
+    browser.get(f"{demo.url}/")
+    second_sub_id = _shown_sub_id(browser)
+    assert second_sub_id != sub_id
+    clicks = {click["sub_id"]: click for click in emulator.clicks()}
+    assert not clicks[second_sub_id]["is_unique"]
+    browser.get(f"{tracker}/emulator/")
+    assert second_sub_id in browser.find_element(By.TAG_NAME, "body").text
+
+    # 5a. Inside an app's WebView (X-Requested-With): redirected to the "open in browser" page.
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"X-Requested-With": "com.example.app"}}
+    )
+    browser.get(f"{demo.url}/")
+    assert browser.current_url == f"{demo.url}/app"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Open this page in your browser"
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+
+    # 5b. A crawler gets the neutral page, with no offer on it.
+    crawler = chrome(BOT_UA)
+    crawler.get(f"{demo.url}/")
+    assert crawler.current_url == f"{demo.url}/"
+    assert "Garden tools and seeds since 1998" in crawler.find_element(By.TAG_NAME, "body").text
+    assert crawler.find_elements(By.ID, "offer") == []
+    assert [click["is_bot"] for click in emulator.clicks()].count(True) == 1
+
+    browser.get(f"{tracker}/emulator/")
+    _save_screenshot(browser, "emulator-clicks.png")
+
+
+def test_screenshots_are_in_the_readme() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for name in ("landing.png", "emulator-clicks.png"):
+        assert f"docs/_static/{name}" in readme
+        assert (SCREENSHOTS / name).stat().st_size > 10_000

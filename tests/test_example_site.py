@@ -1,0 +1,245 @@
+"""The example site over real HTTP on loopback, with the emulator beside it (no browser)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+import example_site
+from example_site.server import CAMPAIGNS_PATH, DemoServer, load_campaigns
+
+#: A desktop browser; the emulator's bot rules let it through.
+DESKTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+SUBID_ON_PAGE = re.compile(r'id="subid"[^>]*>ref ([0-9a-z]+)<')
+OFFER_HREF = re.compile(r'id="offer" href="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[DemoServer]:
+    """The site and the emulator, each on a free loopback port, as ``make demo`` runs them."""
+    with DemoServer("127.0.0.1", 0, emulator_config={"click_log": ":memory:"}) as server:
+        yield server
+
+
+@pytest.fixture
+def browser(demo: DemoServer) -> Iterator[requests.Session]:
+    """A fresh visitor: a cookie jar and a desktop browser's headers; the click log emptied."""
+    demo.emulator.reset()
+    with requests.Session() as session:
+        session.headers.update({"User-Agent": DESKTOP_UA, "Accept-Language": "en-GB,en;q=0.8"})
+        yield session
+
+
+def _sub_id(html: str) -> str:
+    match = SUBID_ON_PAGE.search(html)
+    assert match, "no sub_id on the page"
+    return match.group(1)
+
+
+def _free_port() -> int:
+    # A port that was free a moment ago and is closed now: connections are refused.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_campaign_tokens_of_the_site_are_those_of_campaigns_toml() -> None:
+    with CAMPAIGNS_PATH.open("rb") as file:
+        tokens = {campaign["token"] for campaign in tomllib.load(file)["campaigns"]}
+    assert tokens == {example_site.LANDING_TOKEN, example_site.GO_TOKEN, example_site.PROMO_TOKEN}
+
+
+def test_offers_point_at_the_site_url_given() -> None:
+    config = load_campaigns("http://127.0.0.1:5123/")
+    offers = [
+        offer["url"]
+        for campaign in config["campaigns"]
+        for stream in campaign["streams"]
+        for offer in stream.get("offers", [])
+    ]
+    assert offers
+    assert all(url == "http://127.0.0.1:5123/offer?subid={subid}" for url in offers)
+    assert "{site_url}" not in repr(config)
+
+
+def test_landing_shows_the_click_and_an_offer_link_through_the_tracker(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    response = browser.get(f"{demo.url}/")
+
+    assert response.status_code == 200
+    assert "The spring seed box" in response.text
+    sub_id = _sub_id(response.text)
+    assert re.fullmatch(r"[0-9a-z]{13}", sub_id)
+    offer_href = OFFER_HREF.search(response.text)
+    assert offer_href
+    assert offer_href.group(1).startswith(f"{demo.emulator.url.rstrip('/')}/?_lp=1&amp;_token=")
+    assert [click["sub_id"] for click in demo.emulator.clicks()] == [sub_id]
+
+
+def test_landing_stores_the_uniqueness_cookie_for_the_campaign_ttl(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    response = browser.get(f"{demo.url}/")
+
+    set_cookies = response.raw.headers.getlist("Set-Cookie")
+    uniqueness = [value for value in set_cookies if value.startswith("_kuc=")]
+    assert len(uniqueness) == 1, set_cookies
+    attributes = {part.strip().lower() for part in uniqueness[0].split(";")[1:]}
+    assert {"max-age=86400", "httponly", "path=/", "samesite=lax"} <= attributes
+
+
+def test_returning_visitor_is_not_unique(demo: DemoServer, browser: requests.Session) -> None:
+    first = _sub_id(browser.get(f"{demo.url}/").text)
+    second = _sub_id(browser.get(f"{demo.url}/").text)
+
+    assert first != second
+    clicks = {click["sub_id"]: click for click in demo.emulator.clicks()}
+    assert clicks[first]["is_unique"]
+    assert not clicks[second]["is_unique"]
+
+
+def test_bots_get_the_neutral_page(demo: DemoServer, browser: requests.Session) -> None:
+    response = browser.get(f"{demo.url}/", headers={"User-Agent": BOT_UA})
+
+    assert response.status_code == 200
+    assert "Garden tools and seeds since 1998" in response.text
+    assert "seed box" not in response.text
+    assert [click["is_bot"] for click in demo.emulator.clicks()] == [True]
+
+
+def test_app_webviews_are_redirected(demo: DemoServer, browser: requests.Session) -> None:
+    response = browser.get(
+        f"{demo.url}/", headers={"X-Requested-With": "com.example.app"}, allow_redirects=False
+    )
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"{demo.url}/app"
+    page = browser.get(response.headers["Location"])
+    assert "Open this page in your browser" in page.text
+
+
+def test_go_sends_the_visitor_straight_to_the_offer(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    response = browser.get(f"{demo.url}/go", allow_redirects=False)
+
+    assert response.status_code == 302
+    (click,) = demo.emulator.clicks()
+    assert response.headers["Location"] == f"{demo.url}/offer?subid={click['sub_id']}"
+
+
+def test_promo_is_for_germany_only(demo: DemoServer) -> None:
+    # Loopback is Germany in campaigns.toml; 198.51.100.0/24 is in no country.
+    config = {"KEITARO_IP_HEADER": "X-Real-IP"}
+    with (
+        DemoServer("127.0.0.1", 0, tracker_url=demo.emulator.url, config=config) as site,
+        requests.Session() as session,
+    ):
+        session.headers["User-Agent"] = DESKTOP_UA
+        at_home = session.get(f"{site.url}/promo", headers={"X-Real-IP": "127.0.0.9"})
+        abroad = session.get(f"{site.url}/promo", headers={"X-Real-IP": "198.51.100.7"})
+
+    assert at_home.status_code == 200
+    assert "Frühlingsaktion" in at_home.text
+    assert abroad.status_code == 404
+    assert "Frühlingsaktion" not in abroad.text
+
+
+def test_offer_form_reports_the_conversion(demo: DemoServer, browser: requests.Session) -> None:
+    landing = browser.get(f"{demo.url}/")
+    sub_id = _sub_id(landing.text)
+    offer_href = OFFER_HREF.search(landing.text)
+    assert offer_href
+
+    offer = browser.get(offer_href.group(1).replace("&amp;", "&"))
+    assert offer.url == f"{demo.url}/offer?subid={sub_id}"
+    assert [r.status_code for r in offer.history] == [302]
+    thanks = browser.post(f"{demo.url}/offer", data={"subid": sub_id, "email": "a@example.com"})
+
+    assert thanks.status_code == 200
+    assert f"Conversion reported for {sub_id}." in thanks.text
+    (conversion,) = demo.emulator.conversions()
+    assert conversion["sub_id"] == sub_id
+    assert conversion["status"] == "lead"
+    assert float(conversion["payout"]) == 2.5
+    click_log = browser.get(f"{demo.emulator.url.rstrip('/')}/emulator/")
+    assert sub_id in click_log.text
+
+
+def test_offer_form_with_an_unknown_sub_id_reports_nothing(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    thanks = browser.post(f"{demo.url}/offer", data={"subid": "0000000000000"})
+
+    assert thanks.status_code == 200
+    assert 'data-reported="no"' in thanks.text
+    assert demo.emulator.conversions() == []
+
+
+def test_offer_form_refuses_a_malformed_sub_id(demo: DemoServer, browser: requests.Session) -> None:
+    response = browser.post(f"{demo.url}/offer", data={"subid": "<script>"})
+
+    assert response.status_code == 400
+    assert demo.emulator.conversions() == []
+
+
+def test_site_renders_its_landing_when_the_tracker_is_down() -> None:
+    from flask_keitaro.testing import ClickAPIEmulator
+
+    with ClickAPIEmulator(load_campaigns("http://127.0.0.1:5000")) as emulator:
+        app = example_site.create_app({"KEITARO_TRACKER_URL": emulator.url})
+    client = app.test_client()  # the emulator has stopped: connections are refused
+
+    landing = client.get("/", headers={"User-Agent": DESKTOP_UA})
+    go = client.get("/go", headers={"User-Agent": DESKTOP_UA})
+    promo = client.get("/promo", headers={"User-Agent": DESKTOP_UA})
+    thanks = client.post("/offer", data={"subid": "0000000000000"})
+
+    assert landing.status_code == 200
+    assert "The spring seed box" in landing.text
+    assert 'id="subid"' not in landing.text
+    assert 'id="offer" href="/offer"' in landing.text
+    assert (go.status_code, go.headers["Location"]) == (302, "/")
+    assert promo.status_code == 200
+    assert thanks.status_code == 200
+    assert 'data-reported="no"' in thanks.text
+
+
+def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "example_site", "--port", str(port)],
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert lines[0].split() == ["*", "Example", "site:", f"http://127.0.0.1:{port}/"]
+        emulator_url = lines[1].split()[-1]
+        assert lines[1].startswith(" * Emulator click log:")
+        assert emulator_url.startswith("http://127.0.0.1:") and emulator_url.endswith("/emulator/")
+        with requests.Session() as session:
+            session.headers["User-Agent"] = DESKTOP_UA
+            landing = session.get(f"http://127.0.0.1:{port}/", timeout=10)
+            click_log = session.get(emulator_url, timeout=10)
+        assert "The spring seed box" in landing.text
+        assert _sub_id(landing.text) in click_log.text
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
