@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .client import ClickAPIClient, ClickOptions
 from .errors import (
     CampaignTokenRejected,
     ClickAPIDisabled,
@@ -13,15 +14,32 @@ from .errors import (
     TrackerTimeout,
     TrackerUnavailable,
 )
+from .extension import KeitaroExtension, current_click, keitaro_campaign
+from .result import Click, ClickInfo, ClickResult
+from .signals import click_failed, click_requested, click_restored, click_succeeded
+from .visitor import Visitor
 
 __all__ = [
     "CampaignTokenRejected",
+    "Click",
+    "ClickAPIClient",
     "ClickAPIDisabled",
+    "ClickInfo",
+    "ClickOptions",
+    "ClickResult",
     "ConfigurationError",
     "InvalidTrackerResponse",
     "KeitaroError",
+    "KeitaroExtension",
     "TrackerError",
     "TrackerTimeout",
     "TrackerUnavailable",
+    "Visitor",
     "__version__",
+    "click_failed",
+    "click_requested",
+    "click_restored",
+    "click_succeeded",
+    "current_click",
+    "keitaro_campaign",
 ]

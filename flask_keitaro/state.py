@@ -1,0 +1,143 @@
+"""Click state: one cookie, signed with SECRET_KEY, that restores a returning visitor's click.
+
+The state is kept per campaign (keyed by a keyed hash of the campaign token, never the
+token itself), holds click data only — never a tracker response — and expires with the
+tracker's ``cookies_ttl``. No server-side storage is involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from .result import UNIQUENESS_LEVELS, ClickInfo
+
+logger = logging.getLogger("flask_keitaro")
+
+_SALT = "flask-keitaro.click-state"
+
+#: Most campaigns kept in one visitor's state cookie; the oldest entry goes first.
+MAX_CAMPAIGNS = 8
+
+#: Lifetime in hours of a click restored from a link (``?_subid=&_token=``).
+QUERY_RESTORE_TTL = 24
+
+_SUB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_.~=+/-]{1,512}$")
+
+
+def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
+    """A short keyed hash naming a campaign inside the state, without revealing its token."""
+    key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    return hmac.new(key, campaign_token.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
+    return {
+        "s": info.sub_id,
+        "t": info.token,
+        "c": info.campaign_id,
+        "st": info.stream_id,
+        "l": info.landing_id,
+        "o": list(info.offer_ids),
+        "b": info.is_bot,
+        "u": {k: v for k, v in info.uniqueness.items() if k in UNIQUENESS_LEVELS},
+        "e": int(expires),
+    }
+
+
+def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo:
+    return ClickInfo.parse(
+        {
+            "sub_id": entry.get("s"),
+            "token": entry.get("t"),
+            "campaign_id": entry.get("c"),
+            "stream_id": entry.get("st"),
+            "landing_id": entry.get("l"),
+            "offer_id": entry.get("o"),
+            "is_bot": entry.get("b"),
+            "uniqueness": entry.get("u") or {},
+        }
+    )
+
+
+class ClickState:
+    """The decoded state cookie of one visitor: campaign key -> click data with an expiry."""
+
+    def __init__(self, secret_key: str | bytes, entries: dict[str, dict[str, Any]] | None = None):
+        self._serializer = URLSafeSerializer(secret_key, salt=_SALT)
+        self._secret_key = secret_key
+        self.entries: dict[str, dict[str, Any]] = entries or {}
+        self.changed = False
+
+    @classmethod
+    def load(
+        cls, secret_key: str | bytes, cookie: str | None, now: float | None = None
+    ) -> ClickState:
+        """Decode ``cookie``; a tampered, foreign-key, malformed or expired state counts as none."""
+        state = cls(secret_key)
+        if not cookie:
+            return state
+        try:
+            data = state._serializer.loads(cookie)
+        except BadData:
+            logger.debug("Ignored a click state cookie with a bad signature")
+            return state
+        except Exception:  # a valid signature over garbage must not raise
+            logger.debug("Ignored a click state cookie that does not decode")
+            return state
+        if not isinstance(data, dict):
+            logger.debug("Ignored a click state cookie that is not an object")
+            return state
+        now = time.time() if now is None else now
+        for key, entry in data.items():
+            if isinstance(entry, dict) and isinstance(entry.get("e"), int) and entry["e"] > now:
+                state.entries[str(key)] = entry
+        return state
+
+    def get(self, campaign_token: str, now: float | None = None) -> ClickInfo | None:
+        """The stored click of a campaign, when there is a valid, unexpired one."""
+        entry = self.entries.get(campaign_key(self._secret_key, campaign_token))
+        now = time.time() if now is None else now
+        if entry is None or entry.get("e", 0) <= now:
+            return None
+        try:
+            info = _info_from_dict(entry)
+        except Exception:  # a state of the wrong shape is no state
+            logger.debug("Ignored a click state entry of the wrong shape")
+            return None
+        return info if info.sub_id else None
+
+    def put(self, campaign_token: str, info: ClickInfo, ttl_hours: int) -> None:
+        """Store a click for ``ttl_hours``; the oldest campaigns beyond ``MAX_CAMPAIGNS`` go."""
+        key = campaign_key(self._secret_key, campaign_token)
+        self.entries.pop(key, None)
+        self.entries[key] = _info_to_dict(info, time.time() + ttl_hours * 3600)
+        while len(self.entries) > MAX_CAMPAIGNS:
+            self.entries.pop(next(iter(self.entries)))
+        self.changed = True
+
+    def dumps(self) -> str:
+        """The signed cookie value."""
+        return str(self._serializer.dumps(self.entries))
+
+    def max_age(self, now: float | None = None) -> int:
+        """Seconds until the last entry expires."""
+        now = time.time() if now is None else now
+        return max((int(e["e"] - now) for e in self.entries.values()), default=0)
+
+
+def info_from_query(args: Mapping[str, str]) -> ClickInfo | None:
+    """A click restored from ``?_subid=...&_token=...``, when both look valid."""
+    sub_id = args.get("_subid", "")
+    token = args.get("_token", "")
+    if _SUB_ID.match(sub_id) and _TOKEN.match(token):
+        return ClickInfo(sub_id=sub_id, token=token)
+    return None
