@@ -21,6 +21,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from flask_keitaro import KeitaroExtension
+
 from . import create_app
 
 #: The emulator config the demo runs with.
@@ -149,6 +151,8 @@ class DemoServer:
                 self._thread.join(timeout=10)
                 self._thread = None
             server.server_close()
+        if self.app is not None:
+            KeitaroExtension.close(self.app)
         emulator, self.emulator = self.emulator, None
         if emulator is not None:
             emulator.stop()

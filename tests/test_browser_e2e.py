@@ -162,7 +162,7 @@ def _shown_sub_id(driver: Any) -> str:
 
 def _save_screenshot(driver: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    written = SCREENSHOTS / f".{name}.tmp"
+    written = SCREENSHOTS / f".partial-{name}"
     assert driver.save_screenshot(str(written))
     shutil.move(written, SCREENSHOTS / name)
 
