@@ -181,7 +181,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     sub_id = _shown_sub_id(browser)
     (click,) = emulator.clicks()
     assert click["sub_id"] == sub_id
-    assert click["is_unique"]
+    assert click["unique_campaign"]
     (uniqueness,) = [
         line
         for line in _set_cookie_headers(_network_events(browser), f"{demo.url}/")
@@ -219,7 +219,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     second_sub_id = _shown_sub_id(browser)
     assert second_sub_id != sub_id
     clicks = {click["sub_id"]: click for click in emulator.clicks()}
-    assert not clicks[second_sub_id]["is_unique"]
+    assert not clicks[second_sub_id]["unique_campaign"]
     browser.get(f"{tracker}/emulator/")
     assert second_sub_id in browser.find_element(By.TAG_NAME, "body").text
 

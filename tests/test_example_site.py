@@ -107,8 +107,8 @@ def test_returning_visitor_is_not_unique(demo: DemoServer, browser: requests.Ses
 
     assert first != second
     clicks = {click["sub_id"]: click for click in demo.emulator.clicks()}
-    assert clicks[first]["is_unique"]
-    assert not clicks[second]["is_unique"]
+    assert clicks[first]["unique_campaign"]
+    assert not clicks[second]["unique_campaign"]
 
 
 def test_bots_get_the_neutral_page(demo: DemoServer, browser: requests.Session) -> None:
