@@ -64,7 +64,7 @@ class RecordingTracker:
     connection: connection reuse by the client must be observable here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: list[Call] = []
         self._answers: deque[Answer] = deque()
         self.default = Answer(body=json.dumps(do_nothing()).encode())
@@ -83,7 +83,7 @@ class RecordingTracker:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
