@@ -2,7 +2,73 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ._version import __version__
+from .client import ClickOptions
+from .errors import TrackerError, token_hint
+from .result import ClickResult
+from .visitor import Visitor
 
 #: The ``flask keitaro`` command group, registered through the ``flask.commands`` entry point.
 keitaro_cli = click.Group("keitaro", help="Keitaro Click API tools.")
+
+
+def describe(result: ClickResult) -> str:
+    """What a visitor would get from this answer, in one line."""
+    if not result.acted:
+        return "the view runs (the tracker said: show your own page)"
+    status = result.effective_status
+    if result.location is not None:
+        return f"{status} redirect to {result.location}"
+    if result.body:
+        kind = result.content_type or "text/html"
+        return f"{status} page ({kind}, {len(result.body)} bytes)"
+    return f"{status} with no body"
+
+
+@keitaro_cli.command("check")
+@click.argument("token")
+@click.option("--ip", default="127.0.0.1", show_default=True, help="Visitor IP to send.")
+@click.option("--ua", default=f"flask-keitaro/{__version__} check", help="Visitor User-Agent.")
+@click.option("--language", default="", help="Two-letter visitor language.")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="A visitor query parameter.")
+@with_appcontext
+def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str, ...]) -> None:
+    """Make one click with log=1 on the configured tracker and show what a visitor gets."""
+    query = []
+    for param in params:
+        name, sep, value = param.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{param!r} is not K=V", param_hint="--param")
+        query.append((name, value))
+    state = current_app.extensions.get("keitaro")
+    if state is None:
+        raise click.ClickException("KeitaroExtension is not set up on this app (call init_app).")
+    visitor = Visitor(ip=ip, user_agent=ua, language=language.lower()[:2], query=tuple(query))
+    click.echo(f"Tracker:  {state.config.tracker_url}")
+    click.echo(f"Campaign: token ...{token_hint(token)}")
+    try:
+        result = state.client.click(token, visitor, ClickOptions(log=True))
+    except TrackerError as exc:
+        click.echo(f"Tracker error ({exc.kind}): {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo(f"Status:   {result.status}")
+    click.echo(f"Decision: {describe(result)}")
+    click.echo("Info:")
+    for field in dataclasses.fields(result.info):
+        shown: object = getattr(result.info, field.name)
+        if isinstance(shown, tuple):
+            shown = list(shown)
+        elif isinstance(shown, Mapping):
+            shown = dict(shown)
+        click.echo(f"  {field.name}: {shown}")
+    if result.log:
+        click.echo("Tracker log:")
+        for line in result.log:
+            click.echo(f"  {line}")

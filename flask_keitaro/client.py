@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 
 from ._version import __version__
 from .config import SendParams
@@ -150,7 +151,8 @@ class _NoCookies(DefaultCookiePolicy):
         return False
 
 
-def _is_refused(exc: BaseException) -> bool:
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or anything it wraps (requests and urllib3 nest errors) is of ``kinds``."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -158,7 +160,7 @@ def _is_refused(exc: BaseException) -> bool:
         if cur is None or id(cur) in seen:
             continue
         seen.add(id(cur))
-        if isinstance(cur, ConnectionRefusedError):
+        if isinstance(cur, kinds):
             return True
         stack += [cur.__cause__, cur.__context__]
         stack += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
@@ -236,7 +238,7 @@ class ClickAPIClient:
             except requests.exceptions.SSLError as exc:
                 raise TrackerUnavailable("TLS handshake with the tracker failed") from exc
             except requests.ConnectionError as exc:
-                if attempt == 1 and _is_refused(exc):
+                if attempt == 1 and _caused_by(exc, (ConnectionRefusedError,)):
                     continue
                 raise TrackerUnavailable("the tracker could not be reached") from exc
             except requests.RequestException as exc:
@@ -260,9 +262,10 @@ class ClickAPIClient:
                 if self._clock() > deadline:
                     raise TrackerTimeout("the tracker's answer took too long to arrive")
                 chunks.append(chunk)
-        except requests.Timeout as exc:
-            raise TrackerTimeout("the tracker stopped answering mid-way") from exc
         except requests.RequestException as exc:
+            # requests reports a read timeout while streaming as a ConnectionError.
+            if _caused_by(exc, (TimeoutError, ReadTimeoutError)):
+                raise TrackerTimeout("the tracker stopped answering mid-way") from exc
             raise TrackerUnavailable("the tracker's answer was cut off") from exc
         return b"".join(chunks)
 

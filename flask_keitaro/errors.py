@@ -6,6 +6,11 @@ No message built here or by callers ever contains a campaign token.
 from __future__ import annotations
 
 
+def token_hint(token: str) -> str:
+    """The last 4 characters of a campaign token: all of it that logs, signals and the CLI show."""
+    return token[-4:] if len(token) >= 8 else ""
+
+
 class KeitaroError(Exception):
     """Base class of every error raised by flask-keitaro."""
 

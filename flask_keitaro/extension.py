@@ -18,9 +18,10 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Response
 
 from . import signals
+from .cli import keitaro_cli
 from .client import ClickAPIClient, ClickOptions
 from .config import DEFAULTS, KeitaroConfig, SendParams, validate_send_params
-from .errors import ConfigurationError, InvalidTrackerResponse, TrackerError
+from .errors import ConfigurationError, InvalidTrackerResponse, TrackerError, token_hint
 from .replay import CookiePolicy, set_cookies, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, info_from_query
@@ -95,6 +96,7 @@ class KeitaroExtension:
         )
         app.extensions[_EXTENSION_KEY] = KeitaroState(self, config, client)
         app.context_processor(_template_globals)
+        app.cli.add_command(keitaro_cli)
         if not app.secret_key and config.restore:
             logger.warning(
                 "SECRET_KEY is not set: the Keitaro click state cookie is off,"
@@ -158,11 +160,6 @@ current_click: Click = LocalProxy(_get_click)  # type: ignore[assignment]
 def _template_globals() -> dict[str, Any]:
     click = g.get(_G_CLICK) or Click.empty()
     return {"keitaro_click": click, "keitaro_offer_url": click.offer_url}
-
-
-def token_hint(token: str) -> str:
-    """The last 4 characters of a campaign token: all of it that logs and signals may show."""
-    return token[-4:] if len(token) >= 8 else ""
 
 
 class _Route:

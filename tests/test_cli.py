@@ -1,0 +1,88 @@
+"""``flask keitaro check``: one click with the tracker's log, in the CLI runner and a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import TOKEN, AppFactory
+from .tracker import RecordingTracker, do_nothing, free_port
+
+
+def test_check_do_nothing(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer({**do_nothing(), "log": ["Processing campaign 2", "Stream #11"]})
+    runner = make_app().test_cli_runner()
+    result = runner.invoke(
+        args=["keitaro", "check", TOKEN, "--ip", "203.0.113.9", "--ua", "Bot/1",
+              "--language", "DE", "--param", "sub_id_1=a", "--param", "utm_source=fb"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    assert f"token ...{TOKEN[-4:]}" in result.output
+    assert "Decision: the view runs" in result.output
+    assert "  sub_id: abc123def4567" in result.output
+    assert "  Processing campaign 2" in result.output
+    form = tracker.last.form
+    assert form["log"] == "1" and form["ip"] == "203.0.113.9" and form["ua"] == "Bot/1"
+    assert form["language"] == "de" and form["sub_id_1"] == "a" and form["utm_source"] == "fb"
+
+
+def test_check_redirect(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer({"status": 302, "headers": ["Location: https://offer.example/x"]})
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 0
+    assert "Decision: 302 redirect to https://offer.example/x" in result.output
+
+
+def test_check_rejected_token(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer({"error": "not found"}, status=401)
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 1
+    assert "Tracker error (rejected token)" in result.output
+    assert TOKEN not in result.output
+
+
+def test_check_disabled(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer({"error": "off"}, status=409)
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 1 and "(disabled Click API)" in result.output
+
+
+def test_check_invalid_answer(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer(raw=b"<html>oops</html>")
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 1 and "(invalid answer)" in result.output
+
+
+def test_check_bad_param(make_app: AppFactory) -> None:
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN, "--param", "x"])
+    assert result.exit_code == 2
+
+
+def test_check_as_a_subprocess(tmp_path: Path, tracker: RecordingTracker) -> None:
+    (tmp_path / "landing_app.py").write_text(
+        "from flask import Flask\n"
+        "from flask_keitaro import KeitaroExtension\n"
+        "app = Flask(__name__)\n"
+        "app.config.from_prefixed_env()\n"
+        "KeitaroExtension(app)\n"
+    )
+    env = {**os.environ, "FLASK_APP": "landing_app"}
+    env["FLASK_KEITARO_TRACKER_URL"] = tracker.url
+    command = [sys.executable, "-m", "flask", "keitaro", "check", TOKEN]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Decision: the view runs" in done.stdout
+    assert tracker.last.form["token"] == TOKEN
+
+    env["FLASK_KEITARO_TRACKER_URL"] = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "Tracker error (unreachable)" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr

@@ -1,0 +1,235 @@
+"""A tracker that fails never breaks the site: each failure kind, in both fail modes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_keitaro import (
+    CampaignTokenRejected,
+    ClickAPIDisabled,
+    InvalidTrackerResponse,
+    KeitaroExtension,
+    TrackerError,
+    TrackerTimeout,
+    TrackerUnavailable,
+    click_failed,
+    current_click,
+    keitaro_campaign,
+)
+
+from .conftest import TOKEN
+from .tracker import RawServer, RecordingTracker, do_nothing, free_port, read_request
+
+ERROR_TEXT = "Campaign token q831 not found SECRET-TRACKER-TEXT"
+
+
+def _hang(conn: socket.socket, server: RawServer) -> None:
+    read_request(conn)
+    server.stopping.wait(10)
+
+
+def _cut_off(conn: socket.socket) -> None:
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+    conn.sendall(b'Content-Length: 1000\r\n\r\n{"body": nu')
+
+
+def _hang_mid_body(conn: socket.socket, server: RawServer) -> None:
+    read_request(conn)
+    conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"body": nu')
+    server.stopping.wait(10)
+
+
+def _close_without_answer(conn: socket.socket) -> None:
+    read_request(conn)
+
+
+@contextmanager
+def raw(handler: Callable[..., None], wants_server: bool = False) -> Iterator[str]:
+    holder: list[RawServer] = []
+    server = RawServer(lambda conn: handler(conn, holder[0]) if wants_server else handler(conn))
+    holder.append(server)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def answering(status: int = 200, raw_body: bytes | None = None, data: Any = None) -> Iterator[str]:
+    tracker = RecordingTracker().start()
+    tracker.answer(data, status=status, raw=raw_body)
+    try:
+        yield tracker.url
+    finally:
+        tracker.stop()
+
+
+def _json_error(status: int) -> Callable[[], Any]:
+    return lambda: answering(status, json.dumps({"error": ERROR_TEXT}).encode())
+
+
+def _answer(data: Any) -> Callable[[], Any]:
+    return lambda: answering(200, data=data)
+
+
+def _bad_field(**fields: Any) -> Callable[[], Any]:
+    data = do_nothing()
+    data.update(fields)
+    return _answer(data)
+
+
+@contextmanager
+def _refused() -> Iterator[str]:
+    yield f"http://127.0.0.1:{free_port()}"
+
+
+@contextmanager
+def _tls_to_plain_http() -> Iterator[str]:
+    tracker = RecordingTracker().start()
+    try:
+        yield tracker.url.replace("http://", "https://")
+    finally:
+        tracker.stop()
+
+
+FAILURES: dict[str, tuple[Callable[[], Any], type[TrackerError]]] = {
+    "refused": (_refused, TrackerUnavailable),
+    "timeout": (lambda: raw(_hang, True), TrackerTimeout),
+    "tls": (_tls_to_plain_http, TrackerUnavailable),
+    "cut-off": (lambda: raw(_cut_off), TrackerUnavailable),
+    "hang-mid-body": (lambda: raw(_hang_mid_body, True), TrackerTimeout),
+    "no-answer": (lambda: raw(_close_without_answer), TrackerUnavailable),
+    "401": (_json_error(401), CampaignTokenRejected),
+    "403": (_json_error(403), CampaignTokenRejected),
+    "402": (_json_error(402), ClickAPIDisabled),
+    "409": (_json_error(409), ClickAPIDisabled),
+    "404": (lambda: answering(404, ERROR_TEXT.encode()), TrackerUnavailable),
+    "500": (lambda: answering(500, ERROR_TEXT.encode()), TrackerUnavailable),
+    "502": (_json_error(502), TrackerUnavailable),
+    "400": (_json_error(400), InvalidTrackerResponse),
+    "301": (_json_error(301), InvalidTrackerResponse),
+    "not-json": (lambda: answering(200, b"<html>" + ERROR_TEXT.encode()), InvalidTrackerResponse),
+    "json-array": (_answer([1, 2]), InvalidTrackerResponse),
+    "json-string": (_answer(ERROR_TEXT), InvalidTrackerResponse),
+    "headers-not-list": (_bad_field(headers="Location: x"), InvalidTrackerResponse),
+    "status-not-int": (_bad_field(status="abc"), InvalidTrackerResponse),
+    "status-out-of-range": (_bad_field(status=1200), InvalidTrackerResponse),
+    "body-not-string": (_bad_field(body=5), InvalidTrackerResponse),
+    "cookies-not-object": (_bad_field(cookies="a=b"), InvalidTrackerResponse),
+    "log-not-list": (_bad_field(log="x"), InvalidTrackerResponse),
+    "info-not-object": (_bad_field(info="x"), InvalidTrackerResponse),
+    "offer-id-bad": (_bad_field(info={"offer_id": ["a"]}), InvalidTrackerResponse),
+    "is-bot-bad": (_bad_field(info={"is_bot": "yes"}), InvalidTrackerResponse),
+    "bad-base64": (
+        _bad_field(body="not base64 !!", contentType="image/png"),
+        InvalidTrackerResponse,
+    ),
+}
+
+
+def _app(url: str, fail_mode: str) -> tuple[Flask, list[TrackerError]]:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        KEITARO_TRACKER_URL=url,
+        KEITARO_TIMEOUT=0.3,
+        KEITARO_FAIL_MODE=fail_mode,
+        KEITARO_VERIFY_SSL=True,
+    )
+    KeitaroExtension(app)
+
+    @app.route("/")
+    @keitaro_campaign(TOKEN)
+    def landing() -> str:
+        return f"own landing, click={bool(current_click)} sub_id={current_click.sub_id}"
+
+    return app, []
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+@pytest.mark.parametrize("kind", list(FAILURES))
+def test_failure(kind: str, fail_mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    make_peer, error_type = FAILURES[kind]
+    with make_peer() as url:
+        app, _ = _app(url, fail_mode)
+        errors: list[TrackerError] = []
+
+        def listen(sender: Flask, error: TrackerError, elapsed: float) -> None:
+            errors.append(error)
+
+        with (
+            click_failed.connected_to(listen, app),
+            caplog.at_level(logging.DEBUG, logger="flask_keitaro"),
+        ):
+            started = time.monotonic()
+            response = app.test_client().get("/")
+            took = time.monotonic() - started
+        KeitaroExtension.close(app)
+
+    assert [type(e) for e in errors] == [error_type]
+    if fail_mode == "open":
+        assert response.status_code == 200
+        assert response.text == "own landing, click=False sub_id=None"
+    else:
+        assert response.status_code == 503
+        assert "own landing" not in response.text
+    assert response.headers.getlist("Set-Cookie") == []
+    assert took < 2.0
+    visible = response.text + caplog.text + str(errors[0]) + repr(errors[0].args)
+    assert TOKEN not in visible
+    assert "SECRET-TRACKER-TEXT" not in response.text
+    assert "Traceback" not in response.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert error_type.kind in warnings[0].getMessage()
+
+
+def test_close_without_answer_is_one_attempt() -> None:
+    server = RawServer(_close_without_answer).start()
+    try:
+        app, _ = _app(server.url, "open")
+        app.test_client().get("/")
+        KeitaroExtension.close(app)
+    finally:
+        server.stop()
+    assert server.accepted == 1
+
+
+def test_error_handler_renders_the_closed_mode_page() -> None:
+    with _refused() as url:
+        app, _ = _app(url, "closed")
+
+        @app.errorhandler(503)
+        def busy(error: Exception) -> tuple[str, int]:
+            return "Please come back soon", 503
+
+        response = app.test_client().get("/")
+        KeitaroExtension.close(app)
+    assert response.status_code == 503
+    assert response.text == "Please come back soon"
+
+
+def test_unreachable_tracker_recovers() -> None:
+    """After a failure the same app clicks normally again once the tracker is back."""
+    port = free_port()
+    app, _ = _app(f"http://127.0.0.1:{port}", "open")
+    client = app.test_client()
+    assert client.get("/").text == "own landing, click=False sub_id=None"
+    tracker = RecordingTracker(port=port).start()
+    try:
+        assert client.get("/").text == "own landing, click=True sub_id=abc123def4567"
+    finally:
+        KeitaroExtension.close(app)
+        tracker.stop()
+    assert len(tracker.calls) == 1
