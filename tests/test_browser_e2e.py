@@ -9,6 +9,7 @@ The screenshots in the README are taken here.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -160,10 +161,19 @@ def _shown_sub_id(driver: Any) -> str:
     return match.group(1)
 
 
-def _save_screenshot(driver: Any, name: str) -> None:
+def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None:
+    """Save the window (or the whole page, beyond the window) to ``docs/_static/<name>``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     written = SCREENSHOTS / f".partial-{name}"
-    assert driver.save_screenshot(str(written))
+    if full_page:
+        size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        )
+        written.write_bytes(base64.b64decode(shot["data"]))
+    else:
+        assert driver.save_screenshot(str(written))
     shutil.move(written, SCREENSHOTS / name)
 
 
@@ -242,7 +252,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     assert [click["is_bot"] for click in emulator.clicks()].count(True) == 1
 
     browser.get(f"{tracker}/emulator/")
-    _save_screenshot(browser, "emulator-clicks.png")
+    _save_screenshot(browser, "emulator-clicks.png", full_page=True)
 
 
 def test_screenshots_are_in_the_readme() -> None:
