@@ -1,4 +1,6 @@
-"""``python -m example_site [--host H] [--port P]``: the example site with the emulator beside it.
+"""Run the example site with the emulator beside it.
+
+``python -m example_site [--host H] [--port P] [--emulator-port P]``.
 
 Without ``KEITARO_TRACKER_URL`` in the environment the local Click API emulator
 starts in a thread with ``example_site/campaigns.toml``; with it, the site talks to
@@ -26,17 +28,27 @@ def main(argv: list[str] | None = None) -> int:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     parser.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--emulator-port",
+        type=int,
+        default=8099,
+        help="port of the emulator on 127.0.0.1, when it runs (default: %(default)s; 0: any)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = {key: os.environ[key] for key in _ENV_KEYS if os.environ.get(key)}
     demo = DemoServer(
-        args.host, args.port, tracker_url=os.environ.get("KEITARO_TRACKER_URL"), config=config
+        args.host,
+        args.port,
+        tracker_url=os.environ.get("KEITARO_TRACKER_URL"),
+        config=config,
+        emulator_port=args.emulator_port,
     )
     try:
         demo.bind()
     except OSError as exc:
-        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"cannot start the demo: {exc}", file=sys.stderr)
         return 1
 
     print(f" * Example site:        {demo.url}/", flush=True)

@@ -61,6 +61,7 @@ class DemoServer:
     ``tracker_url``: use that tracker instead of starting the emulator.
     ``config``: extra config for ``create_app``. ``emulator_config``: keys that
     replace those of ``campaigns.toml`` (the tests use it to set ``click_log``).
+    ``emulator_port``: the emulator's port on 127.0.0.1 (0: a free one).
     Use as a context manager, or ``start()`` / ``stop()``, or ``serve_forever()``.
     """
 
@@ -72,12 +73,14 @@ class DemoServer:
         tracker_url: str | None = None,
         config: Mapping[str, Any] | None = None,
         emulator_config: Mapping[str, Any] | None = None,
+        emulator_port: int = 0,
     ) -> None:
         self.host = host
         self.port = port
         self.tracker_url = tracker_url
         self.config = dict(config or {})
         self.emulator_config = dict(emulator_config or {})
+        self.emulator_port = emulator_port
         #: The running emulator (``flask_keitaro.testing.ClickAPIEmulator``), or ``None``.
         self.emulator: Any = None
         #: The site's Flask app, once bound.
@@ -118,7 +121,7 @@ class DemoServer:
         from flask_keitaro.testing import ClickAPIEmulator
 
         emulator_config = {**load_campaigns(self.url), **self.emulator_config}
-        self.emulator = ClickAPIEmulator(emulator_config)
+        self.emulator = ClickAPIEmulator(emulator_config, port=self.emulator_port)
         self.emulator.start()
         return str(self.emulator.url)
 

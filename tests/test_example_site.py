@@ -221,7 +221,7 @@ def test_site_renders_its_landing_when_the_tracker_is_down() -> None:
 def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "example_site", "--port", str(port)],
+        [sys.executable, "-m", "example_site", "--port", str(port), "--emulator-port", "0"],
         cwd=Path(__file__).parents[1],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
