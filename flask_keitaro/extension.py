@@ -22,7 +22,7 @@ from .cli import keitaro_cli
 from .client import ClickAPIClient, ClickOptions
 from .config import DEFAULTS, KeitaroConfig, SendParams, validate_send_params
 from .errors import ConfigurationError, InvalidTrackerResponse, TrackerError, token_hint
-from .replay import CookiePolicy, set_cookies, to_response
+from .replay import DEFAULT_COOKIES_TTL, CookiePolicy, set_cookies, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, info_from_query
 from .visitor import Visitor
@@ -227,10 +227,10 @@ class _Route:
                 signals.click_restored.send(app, result=restored)
                 return None
 
+        options = self.options(config)
         signals.click_requested.send(app, token_hint=token_hint(self.token), visitor=visitor)
         started = time.perf_counter()
         try:
-            options = self.options(config)
             result = state.client.click(self.token, visitor, options)
             response = to_response(result) if result.acted else None
         except Exception as exc:  # no tracker failure may become a 500
@@ -247,7 +247,7 @@ class _Route:
             _write_cookies(response, config, _Pending(result, visitor, None))
             return response
         if click_state is not None and not visitor.is_prefetch and result.info.sub_id:
-            click_state.put(self.token, result.info, result.cookies_ttl or 1)
+            click_state.put(self.token, result.info, result.cookies_ttl or DEFAULT_COOKIES_TTL)
         g.setdefault(_G_PENDING, _Pending(result, visitor, click_state))
         return None
 

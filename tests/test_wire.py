@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,21 @@ def test_one_connection_for_a_thousand_visits(
         assert client.get("/").status_code == 200
     assert len(tracker.calls) == 1000
     assert tracker.connections == 1
+
+
+def test_threads_share_a_bounded_pool(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    app = make_app(KEITARO_RESTORE=False)
+    statuses: list[int] = []
+
+    def visit() -> None:
+        client = app.test_client()
+        statuses.extend(client.get("/").status_code for _ in range(50))
+
+    threads = [threading.Thread(target=visit) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 400
+    assert len(tracker.calls) == 400
+    assert tracker.connections <= 8
