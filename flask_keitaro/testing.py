@@ -100,7 +100,7 @@ class ClickAPIEmulator:
         self._thread = threading.Thread(
             # A short poll interval so stop() returns at once instead of in up to 0.5 s.
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"keitaro-emulator-{self._server.port}",
             daemon=True,
         )
