@@ -250,15 +250,16 @@ class _Where:
             key, reason, campaign=self.campaign, stream=self.stream, campaign_name=self.name
         )
 
-    def table(self, value: object, key: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    def table(
+        self, value: object, key: str, allowed: frozenset[str], *, prefix: bool = True
+    ) -> Mapping[str, Any]:
+        """``value`` as a table with no key outside ``allowed`` (a typo is an error)."""
         if not isinstance(value, Mapping):
             raise self.error(key, f"must be a table, got {type(value).__name__}")
         unknown = sorted(set(value) - allowed)
         if unknown:
-            prefix = f"{key}." if key else ""
-            raise self.error(
-                prefix + str(unknown[0]), f"unknown key (known: {', '.join(sorted(allowed))})"
-            )
+            name = f"{key}.{unknown[0]}" if key and prefix else str(unknown[0])
+            raise self.error(name, f"unknown key (known: {', '.join(sorted(allowed))})")
         return value
 
     def integer(self, value: object, key: str, *, minimum: int | None = None) -> int:
@@ -369,11 +370,13 @@ def _country_code(where: _Where, value: object, key: str) -> str:
 
 def _campaign(raw: object, index: int, seen_streams: dict[int, int]) -> CampaignConfig:
     where = _Where(f"#{index + 1}")
-    table = where.table(raw, f"campaigns[{index}]", _CAMPAIGN_KEYS)
-    if "id" not in table:
+    if not isinstance(raw, Mapping):
+        raise where.error(f"campaigns[{index}]", "must be a table")
+    if "id" not in raw:
         raise where.error("id", "missing")
-    campaign_id = where.integer(table["id"], "id", minimum=1)
-    where = _Where(campaign_id, str(table.get("name", "")))
+    campaign_id = where.integer(raw["id"], "id", minimum=1)
+    where = _Where(campaign_id, str(raw.get("name", "")))
+    table = where.table(raw, "", _CAMPAIGN_KEYS)
     name = where.string(table.get("name", ""), "name")
     if "token" not in table:
         raise where.error("token", "missing")
@@ -410,11 +413,13 @@ def _campaign(raw: object, index: int, seen_streams: dict[int, int]) -> Campaign
 
 def _stream(campaign: _Where, raw: object, index: int) -> StreamConfig:
     where = _Where(campaign.campaign, campaign.name, f"#{index + 1}")
-    table = where.table(raw, f"streams[{index}]", _STREAM_KEYS)
-    if "id" not in table:
+    if not isinstance(raw, Mapping):
+        raise where.error(f"streams[{index}]", "must be a table")
+    if "id" not in raw:
         raise where.error("id", "missing")
-    stream_id = where.integer(table["id"], "id", minimum=1)
+    stream_id = where.integer(raw["id"], "id", minimum=1)
     where = _Where(campaign.campaign, campaign.name, stream_id)
+    table = where.table(raw, "", _STREAM_KEYS)
     stream_type = where.string(table.get("type", "regular"), "type")
     if stream_type not in STREAM_TYPES:
         raise where.error(
