@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .config import ConfigSource, EmulatorConfig, load_config
 from .engine import ClickEngine
+from .offers import offer_click, postback
 from .store import ClickStore
 
 #: Key of the emulator's state in ``app.extensions``.
@@ -67,14 +68,14 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
         if request.args.get("_lp") != "1":
             return redirect(url_for("page"))
         extra = {k: v for k, v in request.args.items() if k not in ("_lp", "_token")}
-        url, error = state.engine.offer_click(request.args.get("_token", ""), extra)
+        url, error = offer_click(state.engine, request.args.get("_token", ""), extra)
         if url is None:
             return jsonify(error=error), 404
         return redirect(url, code=302)
 
     @app.route("/postback", methods=["GET", "POST"])
-    def postback() -> tuple[Response, int]:
-        status, body = state.engine.postback(params())
+    def postback_route() -> tuple[Response, int]:
+        status, body = postback(state.engine, params())
         return jsonify(body), status
 
     @app.route("/emulator/")

@@ -1,4 +1,4 @@
-"""The click engine: stream choice by filters, actions, answers, offer links and postbacks.
+"""The click engine: stream choice by filters, actions and the answer to each click.
 
 Stream choice follows the Click API: intercepting streams in order (the first
 that passes wins), then one regular stream by weight among those that pass,
@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .config import CampaignConfig, EmulatorConfig, FilterConfig, StreamConfig, Target
 from .macros import expand_html, expand_text, expand_url, macro_values
+from .model import CampaignConfig, EmulatorConfig, FilterConfig, StreamConfig, Target
 from .store import ClickStore
-from .uniqueness import UniquenessState, offer_token, read_offer_token
+from .uniqueness import UniquenessState, offer_token
 from .visitor import CallData, country_of, ip_address, is_bot
 
 log = logging.getLogger("flask_keitaro.emulator")
@@ -29,7 +29,6 @@ log = logging.getLogger("flask_keitaro.emulator")
 _SUB_ID_ALPHABET = string.digits + string.ascii_lowercase
 _HTML = "text/html; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
-CONVERSION_STATUSES = ("lead", "sale", "rejected")
 
 T = TypeVar("T")
 
@@ -327,80 +326,10 @@ class ClickEngine:
     def _pick(self, targets: Sequence[Target]) -> Target:
         return self._weighted(targets, [t.weight for t in targets])
 
-    # -- offer links and postbacks --------------------------------------------------
-
-    def offer_click(self, token: str, extra: Mapping[str, str]) -> tuple[str | None, str]:
-        """Resolve an offer link: ``(offer URL, "")`` or ``(None, why it is not found)``."""
-        sub_id = read_offer_token(token, self.config.secret)
-        click = self.store.click(sub_id) if sub_id else None
-        if click is None:
-            return None, "Unknown or forged offer token"
-        found = self.config.stream(click["stream_id"]) if click["stream_id"] else None
-        if found is None or not found[1].offers:
-            return None, "The click's stream has no offers"
-        _, stream = found
-        # The offer chosen (by weight) at click time, so info.offer_id and the link agree.
-        chosen = [o for o in stream.offers if o.id == click["offer_id"]]
+    def pick(self, targets: Sequence[Target]) -> Target:
+        """One of ``targets`` by weight, from the engine's (seeded) random sequence."""
         with self._lock:
-            offer = chosen[0] if chosen else self._pick(stream.offers)
-        params: dict[str, str] = {**click["params"], **extra}
-        values = macro_values(
-            params,
-            sub_id=click["sub_id"],
-            campaign_id=click["campaign_id"],
-            stream_id=click["stream_id"],
-            ip=click["ip"],
-            country=click["country"],
-            language=click["language"],
-            keyword=params.get("keyword", click["keyword"]),
-            source=click["source"],
-            external_id=params.get("external_id", click["external_id"]),
-            landing_id=click["landing_id"],
-            offer_id=offer.id,
-            token=token,
-        )
-        url = expand_url(offer.url, values)
-        self.store.add_offer_click(
-            {
-                "time": self.clock(),
-                "sub_id": click["sub_id"],
-                "campaign_id": click["campaign_id"],
-                "stream_id": click["stream_id"],
-                "offer_id": offer.id,
-                "url": url,
-            }
-        )
-        log.info("offer click sub_id=%s offer=%s", click["sub_id"], offer.id)
-        return url, ""
-
-    def postback(self, params: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        """Record a conversion: ``(HTTP status, JSON body)``."""
-        sub_id = params.get("subid") or params.get("sub_id") or ""
-        status = (params.get("status") or "lead").lower()
-        if not sub_id:
-            return 400, {"error": "subid is required"}
-        if status not in CONVERSION_STATUSES:
-            return 400, {"error": f"status must be one of {', '.join(CONVERSION_STATUSES)}"}
-        try:
-            payout = float(params.get("payout") or 0)
-        except ValueError:
-            return 400, {"error": "payout must be a number"}
-        click = self.store.click(sub_id)
-        if click is None:
-            return 404, {"error": "Unknown subid"}
-        conversion = {
-            "time": self.clock(),
-            "sub_id": sub_id,
-            "campaign_id": click["campaign_id"],
-            "stream_id": click["stream_id"],
-            "offer_id": click["offer_id"],
-            "status": status,
-            "payout": payout,
-            "params": dict(params),
-        }
-        self.store.add_conversion(conversion)
-        log.info("conversion sub_id=%s status=%s payout=%s", sub_id, status, payout)
-        return 200, {"result": "ok", "conversion": conversion}
+            return self._pick(targets)
 
 
 def _meta_page(url: str) -> str:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import EmulatorConfig
+from .model import EmulatorConfig
 
 #: User agents of crawlers, previewers and HTTP tools. "bot" alone catches most crawlers;
 #: the rest are tools and link previewers that say nothing about being one.
