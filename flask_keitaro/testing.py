@@ -8,6 +8,7 @@ own config: a path, a TOML string or a dict) and ``keitaro_emulator`` (a started
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,7 +159,8 @@ if _HAVE_PYTEST:
     @pytest.fixture
     def keitaro_emulator_config() -> ConfigSource:
         """The config ``keitaro_emulator`` serves; override it to use your own."""
-        return DEFAULT_EMULATOR_CONFIG
+        # A copy, so a test that edits its config cannot change the next test's.
+        return copy.deepcopy(DEFAULT_EMULATOR_CONFIG)
 
     @pytest.fixture
     def keitaro_emulator(keitaro_emulator_config: ConfigSource) -> Iterator[ClickAPIEmulator]:

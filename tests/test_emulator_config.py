@@ -11,6 +11,7 @@ from emulator_support import TOKEN, call, config, running, stream
 
 from flask_keitaro import ConfigurationError, KeitaroError
 from flask_keitaro.emulator import EmulatorConfigError, load_config
+from flask_keitaro.testing import ClickAPIEmulator
 
 TOML = f"""
 secret = "toml-secret"
@@ -85,8 +86,25 @@ def test_relative_click_log_sits_beside_the_config_file_and_persists(tmp_path: P
         assert len(emulator.clicks()) == 2
 
 
-def test_memory_click_log_is_the_default_and_keeps_nothing() -> None:
+def test_memory_click_log_is_the_default() -> None:
     assert load_config(config(stream(1))).click_log == ":memory:"
+
+
+def test_a_click_log_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
+    cfg = config(stream(1), click_log=str(tmp_path / "no-such-dir" / "log.sqlite3"))
+    with pytest.raises(EmulatorConfigError, match="'click_log': cannot open"):
+        ClickAPIEmulator(cfg)
+
+
+def test_the_readme_config_example_is_valid_and_serves() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Config (TOML)", 1)[1]
+    text = section.split("```toml", 1)[1].split("```", 1)[0]
+    text = text.replace('click_log = "clicks.sqlite3"', 'click_log = ":memory:"')
+    with running(text) as emulator:
+        answer = call(emulator, token="q831vzbxkbcnyk23z3jwww4pbhhtpxpm", keyword="kw")
+    assert answer["headers"] == ["Location: https://offer.example/?data=kw&utm-campaign=aff1"]
+    assert answer["cookies"] == {"_subid": answer["info"]["sub_id"]}
 
 
 def test_missing_secret_gets_a_random_one() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from .config import ConfigSource, EmulatorConfig, load_config
+from .config import ConfigSource, EmulatorConfig, EmulatorConfigError, load_config
 from .engine import ClickEngine
 from .offers import offer_click, postback
 from .store import ClickStore
@@ -26,7 +27,12 @@ class EmulatorState:
 
     def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
         self.config = config
-        self.store = ClickStore(config.click_log)
+        try:
+            self.store = ClickStore(config.click_log)
+        except sqlite3.Error as exc:
+            raise EmulatorConfigError(
+                "click_log", f"cannot open {config.click_log!r}: {exc}"
+            ) from exc
         self.engine = ClickEngine(config, self.store, clock)
 
     def close(self) -> None:

@@ -135,7 +135,7 @@ class ClickEngine:
             _yes_no(unique_campaign),
         )
         if call.want_log:
-            lines.append(f"[Profiler] {time.perf_counter() - started:.3f} sec. 2 sql queries")
+            lines.append(f"[Profiler] {time.perf_counter() - started:.3f} sec.")
             answer["log"] = lines
         return 200, answer
 
