@@ -66,11 +66,13 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
 
     @app.route("/click_api/v3", methods=["GET", "POST"])
     def click_api() -> tuple[Response, int]:
+        """The Click API v3: one visitor in, the tracker's decision out."""
         status, answer = state.engine.click(params(), request.remote_addr or "")
         return jsonify(answer), status
 
     @app.route("/", methods=["GET"])
     def offer_link() -> BaseResponse | tuple[Response, int]:
+        """``/?_lp=1&_token=T``: redirect to the click's offer; anything else: the log page."""
         if request.args.get("_lp") != "1":
             return redirect(url_for("page"))
         extra = {k: v for k, v in request.args.items() if k not in ("_lp", "_token")}
@@ -81,11 +83,13 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
 
     @app.route("/postback", methods=["GET", "POST"])
     def postback_route() -> tuple[Response, int]:
+        """Record a conversion for a known sub_id."""
         status, body = postback(state.engine, params())
         return jsonify(body), status
 
     @app.route("/emulator/")
     def page() -> str:
+        """The HTML click log page."""
         return render_template(
             "emulator.html",
             config=state.config,
@@ -97,6 +101,7 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
 
     @app.route("/emulator/clicks.json")
     def clicks_json() -> Response:
+        """Clicks, offer clicks and conversions as JSON."""
         return jsonify(
             clicks=state.store.clicks(),
             offer_clicks=state.store.offer_clicks(),
@@ -105,10 +110,12 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
 
     @app.route("/emulator/conversions.json")
     def conversions_json() -> Response:
+        """Conversions as JSON."""
         return jsonify(conversions=state.store.conversions())
 
     @app.route("/emulator/reset", methods=["POST"])
     def reset() -> Response:
+        """Clear the click log (for tests)."""
         state.engine.reset()
         return jsonify(result="ok")
 
