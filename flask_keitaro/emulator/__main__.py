@@ -1,0 +1,27 @@
+"""``python -m flask_keitaro.emulator --config campaigns.toml [--host H] [--port P]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .server import serve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and serve."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flask_keitaro.emulator", description="Local Keitaro Click API v3 server."
+    )
+    parser.add_argument("--config", required=True, help="campaigns TOML file")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=8099, help="port (default: 8099; 0: any)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return serve(args.config, args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

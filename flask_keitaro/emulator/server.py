@@ -1,0 +1,98 @@
+"""Serving the emulator: a threaded werkzeug server whose request log never shows a token."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from typing import Any
+
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .app import create_app, get_state
+from .config import EmulatorConfigError
+
+log = logging.getLogger("flask_keitaro.emulator")
+
+# token=..., _token=... and uniqueness_cookie=... in a logged request line.
+_SECRET_FIELDS = re.compile(r"((?:^|[?&\s])(?:_?token|uniqueness_cookie)=)[^&\s]*")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the values of ``token``, ``_token`` and ``uniqueness_cookie`` hidden."""
+    return _SECRET_FIELDS.sub(r"\1***", text)
+
+
+class EmulatorRequestHandler(WSGIRequestHandler):
+    """Logs requests to ``flask_keitaro.emulator`` with tokens masked (GET calls carry them)."""
+
+    #: Level of the one-line-per-request log; the in-thread test runner lowers it to DEBUG.
+    request_log_level = logging.INFO
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # werkzeug's own version adds terminal colours; a log line needs none.
+        self.log("info", '"%s" %s %s', self.requestline, code, size)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = logging.ERROR if type == "error" else self.request_log_level
+        if log.isEnabledFor(level):
+            text = mask_secrets(message % args if args else message)
+            log.log(level, "%s %s", self.address_string(), text)
+
+
+class QuietRequestHandler(EmulatorRequestHandler):
+    """The same, one request line at DEBUG (used by the in-thread runner)."""
+
+    request_log_level = logging.DEBUG
+
+
+def make_emulator_server(
+    app: Flask, host: str = "127.0.0.1", port: int = 8099, *, quiet: bool = False
+) -> BaseWSGIServer:
+    """A threaded werkzeug server for ``app``; ``port=0`` picks a free port."""
+    handler = QuietRequestHandler if quiet else EmulatorRequestHandler
+    return make_server(host, port, app, threaded=True, request_handler=handler)
+
+
+#: Exit status for a config that is wrong (as ``argparse`` uses for bad arguments).
+EXIT_CONFIG_ERROR = 2
+
+
+def serve(config: str, host: str = "127.0.0.1", port: int = 8099) -> int:
+    """Load ``config``, serve until interrupted; the exit status (2 for a wrong config)."""
+    try:
+        app = create_app(config)
+    except EmulatorConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    state = get_state(app)
+    try:
+        server = make_emulator_server(app, host, port)
+    except OSError as exc:
+        state.close()
+        print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    url = f"http://{host}:{server.port}"
+    print(
+        f"Click API emulator: {url}/click_api/v3 ({len(state.config.campaigns)} campaigns), "
+        f"click log page: {url}/emulator/",
+        flush=True,
+    )
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a process manager, a test harness) ends as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        state.close()
+    return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,105 @@
+"""The emulator's command lines, run as real processes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+TOKEN = "cli-campaign-token-9876"
+CONFIG = f"""
+secret = "cli-secret"
+
+[[campaigns]]
+id = 3
+token = "{TOKEN}"
+
+[[campaigns.streams]]
+id = 30
+action = "show_text"
+text = "hello {{keyword}}"
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "campaigns.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@contextmanager
+def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Start the emulator on a free port; yield its base URL and the process."""
+    process = subprocess.Popen(
+        [sys.executable, *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/click_api/v3", banner)
+        assert match, (
+            f"no banner: {banner!r}; stderr: {process.stderr.read() if process.stderr else ''}"
+        )
+        yield match.group(1), process
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["-m", "flask_keitaro.emulator"], id="python-m"),
+        pytest.param(["-m", "flask", "keitaro", "emulator"], id="flask-keitaro"),
+    ],
+)
+def test_cli_serves_real_requests_and_logs_no_token(command: list[str], config_file: Path) -> None:
+    with serving(*command, "--config", str(config_file)) as (url, process):
+        response = requests.get(
+            url + "/click_api/v3",
+            params={"token": TOKEN, "ua": "Mozilla/5.0", "keyword": "cli"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+        assert response.json()["body"] == "hello cli"
+        assert requests.get(url + "/emulator/", timeout=5).status_code == 200
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "click campaign=3 stream=30" in stderr
+    assert "token=***" in stderr
+    assert TOKEN not in stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["-m", "flask_keitaro.emulator"], id="python-m"),
+        pytest.param(["-m", "flask", "keitaro", "emulator"], id="flask-keitaro"),
+    ],
+)
+def test_cli_exits_2_with_one_message_on_a_bad_config(command: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(CONFIG.replace('action = "show_text"', 'action = "show_txt"'), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, *command, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "error: emulator config: campaign 3, stream 30, key 'action': unknown action 'show_txt' "
+        "(known: location, meta, js, show_html, show_text, status404, do_nothing, landings)"
+    )
