@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests example_site $(wildcard bench)
 
-.PHONY: demo test browser lint typecheck pytest clean
+.PHONY: demo test browser lint typecheck pytest screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(VENV)/.installed browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Retake the README's screenshots with the browser test.
+screenshots: $(VENV)/.installed browser
+	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,9 @@ from example_site.server import DemoServer
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).parents[1] / "docs" / "_static"
+# ``make screenshots`` sets this to docs/_static; a plain test run leaves the committed
+# pictures alone and writes its own into a temporary folder.
+SCREENSHOT_DIR = os.environ.get("KEITARO_SCREENSHOT_DIR")
 
 # Without the background-networking flags Chromium keeps trying to reach Google's
 # hosts, which a closed network refuses.
@@ -162,9 +166,13 @@ def _shown_sub_id(driver: Any) -> str:
 
 
 def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None:
-    """Save the window (or the whole page, beyond the window) to ``docs/_static/<name>``."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    written = SCREENSHOTS / f".partial-{name}"
+    """Save the window (or the whole page, beyond the window) as ``name``.
+
+    Into ``$KEITARO_SCREENSHOT_DIR`` when set (``make screenshots``), else a temporary folder.
+    """
+    folder = Path(SCREENSHOT_DIR or tempfile.mkdtemp(prefix="keitaro-shots-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    written = folder / f".partial-{name}"
     if full_page:
         size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
@@ -174,7 +182,8 @@ def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None
         written.write_bytes(base64.b64decode(shot["data"]))
     else:
         assert driver.save_screenshot(str(written))
-    shutil.move(written, SCREENSHOTS / name)
+    shutil.move(written, folder / name)
+    assert (folder / name).stat().st_size > 10_000
 
 
 def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrome: Any) -> None:
