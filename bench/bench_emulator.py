@@ -1,8 +1,10 @@
-"""Click latency of the in-thread Click API emulator over a keep-alive HTTP connection.
+"""Click latency of the in-thread Click API emulator, over HTTP and in-process.
 
-Run: ``.venv/bin/python bench/bench_emulator.py [N]`` (default N = 2000).
+Run: ``.venv/bin/python -m bench.bench_emulator [N]`` (default N = 2000).
 Prints the median and p95 of N Click API calls (POST form, as the extension sends them)
-made through one ``requests.Session``, after a short warm-up.
+made through one ``requests.Session`` to the running emulator (werkzeug's server closes
+each connection, so every call connects anew), then the median of the same calls made
+in-process through the Flask test client: the emulator's own share of the time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 
 import requests
 
+from flask_keitaro.emulator import create_app
+from flask_keitaro.emulator.app import get_state
 from flask_keitaro.testing import ClickAPIEmulator
 
 CONFIG = """
@@ -90,9 +94,18 @@ def main(calls: int) -> None:
             latencies.append(time.perf_counter() - started)
             response.raise_for_status()
         clicks = len(emulator.clicks())
-    print(f"{calls} clicks over one keep-alive connection ({clicks} logged)")
+    in_process = []
+    app = create_app(CONFIG)
+    client = app.test_client()
+    for _ in range(calls):
+        started = time.perf_counter()
+        client.post("/click_api/v3", data=FIELDS).get_json()
+        in_process.append(time.perf_counter() - started)
+    get_state(app).close()
+    print(f"{calls} clicks over HTTP on loopback ({clicks} logged)")
     print(f"median {statistics.median(latencies) * 1000:.2f} ms")
     print(f"p95    {percentile(latencies, 0.95) * 1000:.2f} ms")
+    print(f"in-process median {statistics.median(in_process) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -188,7 +189,11 @@ def _ip_header(value: object) -> str | None:
 
 
 def _verify(value: object) -> bool | str:
-    if isinstance(value, bool) or (isinstance(value, str) and value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        if not os.path.exists(value):
+            raise ConfigurationError("KEITARO_VERIFY_SSL", value, "CA bundle path does not exist")
         return value
     raise ConfigurationError("KEITARO_VERIFY_SSL", value, "must be True, False or a CA bundle path")
 

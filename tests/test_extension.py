@@ -257,6 +257,7 @@ BAD_CONFIG = [
     ("KEITARO_TIMEOUT", True),
     ("KEITARO_VERIFY_SSL", None),
     ("KEITARO_VERIFY_SSL", ""),
+    ("KEITARO_VERIFY_SSL", "/no/such/ca-bundle.pem"),
     ("KEITARO_FORCE_REDIRECT_OFFER", "yes"),
     ("KEITARO_SEND_PARAMS", "some"),
     ("KEITARO_SEND_PARAMS", ["ok", 3]),

@@ -233,3 +233,51 @@ def test_unreachable_tracker_recovers() -> None:
         KeitaroExtension.close(app)
         tracker.stop()
     assert len(tracker.calls) == 1
+
+
+def test_refused_connection_is_retried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused connection never reached the tracker: one more try, which may succeed."""
+    import urllib3.util.connection
+
+    port = free_port()
+    attempts: list[int] = []
+    trackers: list[RecordingTracker] = []
+    real_create_connection = urllib3.util.connection.create_connection
+
+    def counting(address: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address[1])
+        try:
+            return real_create_connection(address, *args, **kwargs)
+        except ConnectionRefusedError:
+            trackers.append(RecordingTracker(port=port).start())  # the tracker comes up
+            raise
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
+    app, _ = _app(f"http://127.0.0.1:{port}", "closed")
+    try:
+        response = app.test_client().get("/")
+    finally:
+        KeitaroExtension.close(app)
+        for tracker in trackers:
+            tracker.stop()
+    assert attempts == [port, port]
+    assert response.text == "own landing, click=True sub_id=abc123def4567"
+    assert len(trackers) == 1 and len(trackers[0].calls) == 1
+
+
+def test_refused_twice_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3.util.connection
+
+    attempts: list[int] = []
+    real_create_connection = urllib3.util.connection.create_connection
+
+    def counting(address: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(address[1])
+        return real_create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
+    app, _ = _app(f"http://127.0.0.1:{free_port()}", "open")
+    response = app.test_client().get("/")
+    KeitaroExtension.close(app)
+    assert len(attempts) == 2
+    assert response.text == "own landing, click=False sub_id=None"

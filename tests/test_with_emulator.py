@@ -128,3 +128,81 @@ def test_each_action_kind_replays(emulator: ClickAPIEmulator) -> None:
         app = _app(server)
         assert app.test_client().get("/", headers={"User-Agent": BROWSER_UA}).status_code == 404
         KeitaroExtension.close(app)
+
+
+def test_tampered_state_means_a_fresh_click(emulator: ClickAPIEmulator) -> None:
+    app = _app(emulator)
+    client = app.test_client()
+    first = client.get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    kst = client.get_cookie("_kst")
+    assert kst is not None
+    client.set_cookie("_kst", kst.value[:-3] + ("AAA" if not kst.value.endswith("AAA") else "BBB"))
+    second = client.get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    assert second["sub_id"] != first["sub_id"]
+    assert len(emulator.clicks()) == 2
+    KeitaroExtension.close(app)
+
+
+def test_offer_link_back_restores_without_a_click(emulator: ClickAPIEmulator) -> None:
+    app = _app(emulator)
+    first = app.test_client().get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    token = first["offer_url"].split("_token=", 1)[1]
+    other_browser = app.test_client()
+    restored = other_browser.get(
+        f"/?_subid={first['sub_id']}&_token={token}", headers={"User-Agent": BROWSER_UA}
+    ).get_json()
+    assert restored["sub_id"] == first["sub_id"]
+    assert restored["offer_url"] == first["offer_url"]
+    again = other_browser.get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    assert again["sub_id"] == first["sub_id"]
+    assert len(emulator.clicks()) == 1
+    KeitaroExtension.close(app)
+
+
+@pytest.mark.parametrize(("mode", "clicks"), [("forward", 1), ("skip", 0)])
+def test_prefetch_modes(emulator: ClickAPIEmulator, mode: str, clicks: int) -> None:
+    app = _app(emulator, KEITARO_PREFETCH=mode)
+    client = app.test_client()
+    preview = client.get("/", headers={"User-Agent": BROWSER_UA, "Sec-Purpose": "prefetch"})
+    assert preview.status_code == 200
+    assert preview.headers.getlist("Set-Cookie") == []
+    assert len(emulator.clicks()) == clicks
+    if mode == "forward":
+        assert emulator.clicks()[0]["params"]["prefetch"] == "1"
+    # The real visit that follows is still unique: the preview used up nothing.
+    visit = client.get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    assert visit["unique"] is True
+    KeitaroExtension.close(app)
+
+
+def test_signals_with_the_emulator(emulator: ClickAPIEmulator) -> None:
+    from flask_keitaro import click_restored, click_succeeded
+
+    app = _app(emulator)
+    seen: list[tuple[str, Any]] = []
+    with (
+        click_succeeded.connected_to(lambda s, **kw: seen.append(("ok", kw["result"])), app),
+        click_restored.connected_to(lambda s, **kw: seen.append(("restored", kw["result"])), app),
+    ):
+        client = app.test_client()
+        client.get("/", headers={"User-Agent": BROWSER_UA})
+        client.get("/", headers={"User-Agent": BROWSER_UA})
+    assert [kind for kind, _ in seen] == ["ok", "restored"]
+    assert seen[0][1].info.sub_id == seen[1][1].sub_id == emulator.clicks()[0]["sub_id"]
+    KeitaroExtension.close(app)
+
+
+def test_cli_check_against_the_emulator(emulator: ClickAPIEmulator) -> None:
+    app = _app(emulator)
+    result = app.test_cli_runner().invoke(
+        args=["keitaro", "check", TOKEN, "--ua", BROWSER_UA, "--param", "keyword=kw"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Decision: the view runs" in result.output
+    assert "  Processing campaign 1" in result.output
+    assert TOKEN not in result.output
+    bot = app.test_cli_runner().invoke(args=["keitaro", "check", TOKEN, "--ua", "curl/8"])
+    assert "Decision: 200 page (text/html" in bot.output
+    missing = app.test_cli_runner().invoke(args=["keitaro", "check", "unknown-token-123"])
+    assert missing.exit_code == 1 and "(rejected token)" in missing.output
+    KeitaroExtension.close(app)
