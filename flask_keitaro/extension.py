@@ -219,7 +219,7 @@ class _Route:
             return None
 
         click_state = self._load_state(app, config, visitor)
-        if click_state is not None and not visitor.is_prefetch:
+        if click_state is not None:
             restored = self._restore(app, config, click_state)
             if restored is not None:
                 g.setdefault(_G_CLICK, restored)

@@ -284,3 +284,14 @@ def test_signals(make_app: AppFactory, tracker: RecordingTracker) -> None:
     assert TOKEN not in repr(requested[0])
     assert len(ok) == 1 and ok[0]["result"].info.sub_id == "abc123def4567"
     assert 0 < ok[0]["elapsed"] < 5
+
+
+def test_prefetch_of_a_returning_visitor_is_restored(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    client = make_app().test_client()
+    client.get("/")
+    preview = client.get("/", headers={"Sec-Purpose": "prefetch"})
+    assert preview.text == "landing sub_id=abc123def4567 bool=True restored=True"
+    assert preview.headers.getlist("Set-Cookie") == []
+    assert len(tracker.calls) == 1
