@@ -218,14 +218,14 @@ class _Route:
             g.setdefault(_G_CLICK, Click.empty())
             return None
 
-        click_state = self._load_state(app, config, visitor)
-        if click_state is not None:
-            restored = self._restore(app, config, click_state)
-            if restored is not None:
-                g.setdefault(_G_CLICK, restored)
-                g.setdefault(_G_PENDING, _Pending(None, visitor, click_state))
-                signals.click_restored.send(app, result=restored)
-                return None
+        restore = config.restore if self.restore is None else self.restore
+        click_state = self._load_state(app, config, visitor) if restore else None
+        restored = self._restore(config, click_state) if restore else None
+        if restored is not None:
+            g.setdefault(_G_CLICK, restored)
+            g.setdefault(_G_PENDING, _Pending(None, visitor, click_state))
+            signals.click_restored.send(app, result=restored)
+            return None
 
         options = self.options(config)
         signals.click_requested.send(app, token_hint=token_hint(self.token), visitor=visitor)
@@ -251,17 +251,21 @@ class _Route:
         g.setdefault(_G_PENDING, _Pending(result, visitor, click_state))
         return None
 
-    def _load_state(self, app: Flask, config: KeitaroConfig, visitor: Visitor) -> ClickState | None:
-        restore = config.restore if self.restore is None else self.restore
-        if not restore or not app.secret_key:
+    @staticmethod
+    def _load_state(app: Flask, config: KeitaroConfig, visitor: Visitor) -> ClickState | None:
+        if not app.secret_key:
             return None
         return ClickState.load(app.secret_key, visitor.cookies.get(config.state_cookie))
 
-    def _restore(self, app: Flask, config: KeitaroConfig, click_state: ClickState) -> Click | None:
+    def _restore(self, config: KeitaroConfig, click_state: ClickState | None) -> Click | None:
+        """A click restored from a ``?_subid=&_token=`` link, else from the state cookie.
+
+        A link restores even without a ``SECRET_KEY``, for this request only.
+        """
         info = info_from_query(request.args) if config.restore_from_query else None
-        if info is not None:
+        if info is not None and click_state is not None:
             click_state.put(self.token, info, QUERY_RESTORE_TTL)
-        else:
+        elif info is None and click_state is not None:
             info = click_state.get(self.token)
         if info is None:
             return None

@@ -295,3 +295,23 @@ def test_prefetch_of_a_returning_visitor_is_restored(
     assert preview.text == "landing sub_id=abc123def4567 bool=True restored=True"
     assert preview.headers.getlist("Set-Cookie") == []
     assert len(tracker.calls) == 1
+
+
+def test_query_restore_without_a_secret_key_lasts_one_request(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    client = make_app(SECRET_KEY=None).test_client()
+    first = client.get("/?_subid=linksub123&_token=LINKTOKEN")
+    assert first.text == "landing sub_id=linksub123 bool=True restored=True"
+    assert first.headers.getlist("Set-Cookie") == []
+    assert tracker.calls == []
+    assert client.get("/").text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert len(tracker.calls) == 1
+
+
+def test_route_without_restore_ignores_links(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    response = make_app({"restore": False}).test_client().get("/?_subid=linksub123&_token=T")
+    assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert len(tracker.calls) == 1
