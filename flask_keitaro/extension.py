@@ -162,29 +162,18 @@ def _template_globals() -> dict[str, Any]:
     return {"keitaro_click": click, "keitaro_offer_url": click.offer_url}
 
 
+@dataclass(frozen=True)
 class _Route:
     """One decorated route: the campaign token and the per-route options."""
 
-    def __init__(
-        self,
-        token: str,
-        *,
-        force_redirect_offer: bool | None,
-        landing_id: int | str | None,
-        keyword: Keyword,
-        send_params: SendParams | None,
-        log: bool | None,
-        restore: bool | None,
-        referrer: str | None,
-    ) -> None:
-        self.token = token
-        self.force_redirect_offer = force_redirect_offer
-        self.landing_id = landing_id
-        self.keyword = keyword
-        self.send_params = send_params
-        self.log = log
-        self.restore = restore
-        self.referrer = referrer
+    token: str
+    force_redirect_offer: bool | None
+    landing_id: int | str | None
+    keyword: Keyword
+    send_params: SendParams | None
+    log: bool | None
+    restore: bool | None
+    referrer: str | None
 
     def options(self, config: KeitaroConfig) -> ClickOptions:
         keyword = self.keyword(request) if callable(self.keyword) else self.keyword
@@ -300,20 +289,11 @@ def _write_cookies(response: Response, config: KeitaroConfig, pending: _Pending)
     if pending.visitor.is_prefetch:
         return  # a link preview must not use up the visitor's uniqueness
     secure = pending.visitor.is_secure if config.cookie_secure == "auto" else config.cookie_secure
+    policy = CookiePolicy(config.uniqueness_cookie, config.cookie_domain, bool(secure))
     if pending.result is not None:
-        policy = CookiePolicy(config.uniqueness_cookie, config.cookie_domain, bool(secure))
         set_cookies(response, pending.result, policy, pending.visitor.cookies)
     if pending.state is not None and pending.state.changed:
-        response.set_cookie(
-            config.state_cookie,
-            pending.state.dumps(),
-            max_age=pending.state.max_age(),
-            path="/",
-            domain=config.cookie_domain,
-            secure=bool(secure),
-            httponly=True,
-            samesite="Lax",
-        )
+        policy.set(response, config.state_cookie, pending.state.dumps(), pending.state.max_age())
 
 
 def keitaro_campaign(

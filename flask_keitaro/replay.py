@@ -66,11 +66,24 @@ def to_response(result: ClickResult) -> Response:
 
 @dataclass(frozen=True)
 class CookiePolicy:
-    """How the tracker's cookies are set on the visitor."""
+    """How the extension's cookies are set on the visitor."""
 
     uniqueness_cookie: str = "_kuc"
     domain: str | None = None
     secure: bool = False
+
+    def set(self, response: Response, name: str, value: str, max_age: int) -> None:
+        """Set one cookie with the attributes every cookie of the extension gets."""
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            domain=self.domain,
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+        )
 
 
 def tracker_cookies(result: ClickResult, uniqueness_cookie: str) -> dict[str, str]:
@@ -99,13 +112,4 @@ def set_cookies(
             continue
         if held.get(name) == value:
             continue
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/",
-            domain=policy.domain,
-            secure=policy.secure,
-            httponly=True,
-            samesite="Lax",
-        )
+        policy.set(response, name, value, max_age)
