@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -15,24 +15,7 @@ SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
 
-#: Every config key with its default. ``init_app`` sets these with ``app.config.setdefault``.
-DEFAULTS: dict[str, Any] = {
-    "KEITARO_TRACKER_URL": None,
-    "KEITARO_TIMEOUT": (2.0, 5.0),
-    "KEITARO_VERIFY_SSL": True,
-    "KEITARO_FORCE_REDIRECT_OFFER": False,
-    "KEITARO_SEND_PARAMS": "all",
-    "KEITARO_IP_HEADER": None,
-    "KEITARO_LOG": False,
-    "KEITARO_FAIL_MODE": "open",
-    "KEITARO_UNIQUENESS_COOKIE": "_kuc",
-    "KEITARO_COOKIE_DOMAIN": None,
-    "KEITARO_COOKIE_SECURE": "auto",
-    "KEITARO_STATE_COOKIE": "_kst",
-    "KEITARO_RESTORE": True,
-    "KEITARO_RESTORE_FROM_QUERY": True,
-    "KEITARO_PREFETCH": "forward",
-}
+T = TypeVar("T")
 
 # RFC 7230 token characters: what a header or cookie name may be made of.
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -43,56 +26,13 @@ def is_token(name: str) -> bool:
     return bool(_TOKEN.match(name))
 
 
-@dataclass(frozen=True)
-class KeitaroConfig:
-    """The validated configuration of one app, read once in ``init_app``."""
+def key_name(option: str) -> str:
+    """The config key of an option: ``fail_mode`` -> ``KEITARO_FAIL_MODE``."""
+    return "KEITARO_" + option.upper()
 
-    tracker_url: str
-    timeout: tuple[float, float]
-    verify_ssl: bool | str
-    force_redirect_offer: bool
-    send_params: SendParams
-    ip_header: str | None
-    log: bool
-    fail_mode: FailMode
-    uniqueness_cookie: str
-    cookie_domain: str | None
-    cookie_secure: bool | Literal["auto"]
-    state_cookie: str
-    restore: bool
-    restore_from_query: bool
-    prefetch: PrefetchMode
 
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> KeitaroConfig:
-        """Validate the ``KEITARO_*`` keys; raise ``ConfigurationError`` on the first bad one."""
-
-        def get(key: str) -> Any:
-            return config.get(key, DEFAULTS[key])
-
-        return cls(
-            tracker_url=validate_tracker_url("KEITARO_TRACKER_URL", get("KEITARO_TRACKER_URL")),
-            timeout=validate_timeout("KEITARO_TIMEOUT", get("KEITARO_TIMEOUT")),
-            verify_ssl=_verify(get("KEITARO_VERIFY_SSL")),
-            force_redirect_offer=_bool(
-                "KEITARO_FORCE_REDIRECT_OFFER", get("KEITARO_FORCE_REDIRECT_OFFER")
-            ),
-            send_params=validate_send_params("KEITARO_SEND_PARAMS", get("KEITARO_SEND_PARAMS")),
-            ip_header=_ip_header(get("KEITARO_IP_HEADER")),
-            log=_bool("KEITARO_LOG", get("KEITARO_LOG")),
-            fail_mode=_choice("KEITARO_FAIL_MODE", get("KEITARO_FAIL_MODE"), ("open", "closed")),  # type: ignore[arg-type]
-            uniqueness_cookie=_cookie_name(
-                "KEITARO_UNIQUENESS_COOKIE", get("KEITARO_UNIQUENESS_COOKIE")
-            ),
-            cookie_domain=_optional_str("KEITARO_COOKIE_DOMAIN", get("KEITARO_COOKIE_DOMAIN")),
-            cookie_secure=_secure(get("KEITARO_COOKIE_SECURE")),
-            state_cookie=_cookie_name("KEITARO_STATE_COOKIE", get("KEITARO_STATE_COOKIE")),
-            restore=_bool("KEITARO_RESTORE", get("KEITARO_RESTORE")),
-            restore_from_query=_bool(
-                "KEITARO_RESTORE_FROM_QUERY", get("KEITARO_RESTORE_FROM_QUERY")
-            ),
-            prefetch=_choice("KEITARO_PREFETCH", get("KEITARO_PREFETCH"), ("forward", "skip")),  # type: ignore[arg-type]
-        )
+# Validators: each takes the key (for its message) and the value, and returns the value in
+# force or raises ConfigurationError naming both.
 
 
 def validate_tracker_url(key: str, value: object) -> str:
@@ -141,7 +81,7 @@ def validate_timeout(key: str, value: object) -> tuple[float, float]:
 def validate_send_params(key: str, value: object) -> SendParams:
     """Return ``"all"``, ``"utm"``, ``"none"`` or a tuple of parameter names."""
     if value in ("all", "utm", "none"):
-        return value
+        return cast(SendParams, value)
     if isinstance(value, list | tuple | set | frozenset) and all(
         isinstance(name, str) and name for name in value
     ):
@@ -151,19 +91,23 @@ def validate_send_params(key: str, value: object) -> SendParams:
     )
 
 
-def _bool(key: str, value: object) -> bool:
+def validate_bool(key: str, value: object) -> bool:
+    """Return ``value`` when it is ``True`` or ``False``."""
     if not isinstance(value, bool):
         raise ConfigurationError(key, value, "must be True or False")
     return value
 
 
-def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigurationError(key, value, "must be one of " + ", ".join(map(repr, choices)))
-    return str(value)
+def _one_of(*choices: str) -> Callable[[str, object], Any]:
+    def validate(key: str, value: object) -> str:
+        if value not in choices:
+            raise ConfigurationError(key, value, "must be one of " + ", ".join(map(repr, choices)))
+        return str(value)
+
+    return validate
 
 
-def _optional_str(key: str, value: object) -> str | None:
+def _domain(key: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or any(c.isspace() or c == ";" for c in value):
@@ -177,8 +121,7 @@ def _cookie_name(key: str, value: object) -> str:
     return value
 
 
-def _ip_header(value: object) -> str | None:
-    key = "KEITARO_IP_HEADER"
+def _header_name(key: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not is_token(value):
@@ -188,17 +131,63 @@ def _ip_header(value: object) -> str | None:
     return value
 
 
-def _verify(value: object) -> bool | str:
+def _verify(key: str, value: object) -> bool | str:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value:
         if not os.path.exists(value):
-            raise ConfigurationError("KEITARO_VERIFY_SSL", value, "CA bundle path does not exist")
+            raise ConfigurationError(key, value, "CA bundle path does not exist")
         return value
-    raise ConfigurationError("KEITARO_VERIFY_SSL", value, "must be True, False or a CA bundle path")
+    raise ConfigurationError(key, value, "must be True, False or a CA bundle path")
 
 
-def _secure(value: object) -> bool | Literal["auto"]:
+def _secure(key: str, value: object) -> bool | Literal["auto"]:
     if value == "auto" or isinstance(value, bool):
         return value
-    raise ConfigurationError("KEITARO_COOKIE_SECURE", value, 'must be True, False or "auto"')
+    raise ConfigurationError(key, value, 'must be True, False or "auto"')
+
+
+def _key(default: object, validate: Callable[[str, Any], T]) -> T:
+    """One config key of :class:`KeitaroConfig`: its default and its validator, together."""
+    return cast(T, field(default=cast(Any, default), metadata={"validate": validate}))
+
+
+@dataclass(frozen=True)
+class KeitaroConfig:
+    """The validated configuration of one app, read once in ``init_app``.
+
+    This class is the one table of config keys: each field is the key ``KEITARO_<NAME>``
+    (``fail_mode`` is ``KEITARO_FAIL_MODE``) with its default and its validator.
+    """
+
+    tracker_url: str = _key(None, validate_tracker_url)
+    timeout: tuple[float, float] = _key((2.0, 5.0), validate_timeout)
+    verify_ssl: bool | str = _key(True, _verify)
+    force_redirect_offer: bool = _key(False, validate_bool)
+    send_params: SendParams = _key("all", validate_send_params)
+    ip_header: str | None = _key(None, _header_name)
+    log: bool = _key(False, validate_bool)
+    fail_mode: FailMode = _key("open", _one_of("open", "closed"))
+    uniqueness_cookie: str = _key("_kuc", _cookie_name)
+    cookie_domain: str | None = _key(None, _domain)
+    cookie_secure: bool | Literal["auto"] = _key("auto", _secure)
+    state_cookie: str = _key("_kst", _cookie_name)
+    restore: bool = _key(True, validate_bool)
+    restore_from_query: bool = _key(True, validate_bool)
+    prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> KeitaroConfig:
+        """Validate the ``KEITARO_*`` keys; raise ``ConfigurationError`` on the first bad one."""
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            key = key_name(item.name)
+            values[item.name] = item.metadata["validate"](key, config.get(key, item.default))
+        return cls(**values)
+
+
+#: Every config key with its default. ``init_app`` sets these with ``app.config.setdefault``.
+DEFAULTS: dict[str, Any] = {key_name(item.name): item.default for item in fields(KeitaroConfig)}
+
+#: Constructor options (the lower-case key without ``KEITARO_``) and the key each one sets.
+OPTIONS: dict[str, str] = {item.name: key_name(item.name) for item in fields(KeitaroConfig)}

@@ -140,7 +140,9 @@ class ClickResult:
     content_type: str | None = None
     uniqueness_cookie: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
-    cookies_ttl: int | None = None
+    #: The tracker's ``cookies_ttl`` as it sent it: :func:`~flask_keitaro.cookies.cookie_max_age`
+    #: makes a lifetime of any value.
+    cookies_ttl: object = None
     log: tuple[str, ...] = ()
     info: ClickInfo = field(default_factory=ClickInfo)
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -198,7 +200,6 @@ class ClickResult:
         if not isinstance(log, list) or not all(isinstance(line, str) for line in log):
             raise _bad("log", log, "a list of strings")
 
-        ttl = _opt_int(data, "cookies_ttl")
         return cls(
             status=status,
             header_lines=tuple(lines),
@@ -207,7 +208,7 @@ class ClickResult:
             content_type=content_type,
             uniqueness_cookie=_opt_str(data, "uniqueness_cookie") or None,
             cookies=cookies,
-            cookies_ttl=ttl,
+            cookies_ttl=data.get("cookies_ttl"),
             log=tuple(log),
             info=ClickInfo.parse(_object(data, "info")),
             raw=data,

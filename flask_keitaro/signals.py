@@ -1,4 +1,4 @@
-"""Signals sent around each click, with the app as sender (blinker)."""
+"""Signals sent around each click, with the app (or the WSGI middleware) as sender (blinker)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ _signals = Namespace()
 #: the whole token) and ``visitor`` (a :class:`~flask_keitaro.visitor.Visitor`).
 click_requested = _signals.signal("keitaro-click-requested")
 
-#: Sent after the tracker gave a valid answer, with ``result`` (a
-#: :class:`~flask_keitaro.result.ClickResult`) and ``elapsed`` (seconds, float).
+#: Sent after the tracker gave a valid answer, with ``click`` (the
+#: :class:`~flask_keitaro.result.Click` made of it; its ``raw`` is the answer) and ``elapsed``
+#: (seconds, float).
 click_succeeded = _signals.signal("keitaro-click-succeeded")
 
 #: Sent when a call failed, with ``error`` (a :class:`~flask_keitaro.errors.TrackerError`)
 #: and ``elapsed`` (seconds, float).
 click_failed = _signals.signal("keitaro-click-failed")
 
-#: Sent when a click was restored from the state cookie or from a link, with ``result``
+#: Sent when a click was restored from the state cookie or from a link, with ``click``
 #: (the restored :class:`~flask_keitaro.result.Click`); no call was made.
 click_restored = _signals.signal("keitaro-click-restored")

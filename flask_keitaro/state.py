@@ -68,30 +68,47 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo:
     )
 
 
-class ClickState:
-    """The decoded state cookie of one visitor: campaign key -> click data with an expiry."""
+SecretKeys = tuple[str | bytes, ...]
 
-    def __init__(self, secret_key: str | bytes, entries: dict[str, dict[str, Any]] | None = None):
-        self._serializer = URLSafeSerializer(secret_key, salt=_SALT)
-        self._secret_key = secret_key
+
+class ClickState:
+    """The decoded state cookie of one visitor: campaign key -> click data with an expiry.
+
+    ``secret_keys`` are the app's ``SECRET_KEY`` first, then its ``SECRET_KEY_FALLBACKS``: the
+    cookie is verified with each in turn and always written with the first.
+    """
+
+    def __init__(
+        self, secret_keys: SecretKeys, entries: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        if not secret_keys:
+            raise ValueError("ClickState needs at least one secret key")
+        self._secret_keys = secret_keys
         self.entries: dict[str, dict[str, Any]] = entries or {}
         self.changed = False
 
     @classmethod
     def load(
-        cls, secret_key: str | bytes, cookie: str | None, now: float | None = None
+        cls, secret_keys: SecretKeys, cookie: str | None, now: float | None = None
     ) -> ClickState:
         """Decode ``cookie``; a tampered, foreign-key, malformed or expired state counts as none."""
-        state = cls(secret_key)
+        state = cls(secret_keys)
         if not cookie:
             return state
-        try:
-            data = state._serializer.loads(cookie)
-        except BadData:
+        data: object = None
+        for position, key in enumerate(secret_keys):
+            try:
+                data = URLSafeSerializer(key, salt=_SALT).loads(cookie)
+            except BadData:
+                continue
+            except Exception:  # a valid signature over garbage must not raise
+                logger.debug("Ignored a click state cookie that does not decode")
+                return state
+            # Signed with an old key: write it again with the current one.
+            state.changed = position > 0
+            break
+        else:
             logger.debug("Ignored a click state cookie with a bad signature")
-            return state
-        except Exception:  # a valid signature over garbage must not raise
-            logger.debug("Ignored a click state cookie that does not decode")
             return state
         if not isinstance(data, dict):
             logger.debug("Ignored a click state cookie that is not an object")
@@ -102,11 +119,26 @@ class ClickState:
                 state.entries[str(key)] = entry
         return state
 
+    def _keys(self, campaign_token: str) -> list[str]:
+        """The campaign's entry key under each secret key, the current one first."""
+        return [campaign_key(secret, campaign_token) for secret in self._secret_keys]
+
     def get(self, campaign_token: str, now: float | None = None) -> ClickInfo | None:
-        """The stored click of a campaign, when there is a valid, unexpired one."""
-        entry = self.entries.get(campaign_key(self._secret_key, campaign_token))
+        """The stored click of a campaign, when there is a valid, unexpired one.
+
+        An entry stored under an old secret key is moved under the current one.
+        """
         now = time.time() if now is None else now
-        if entry is None or entry.get("e", 0) <= now:
+        current, *old = self._keys(campaign_token)
+        entry = self.entries.get(current)
+        if entry is None:
+            found = next((k for k in old if k in self.entries), None)
+            if found is None:
+                return None
+            entry = self.entries.pop(found)
+            self.entries[current] = entry
+            self.changed = True
+        if entry.get("e", 0) <= now:
             return None
         try:
             info = _info_from_dict(entry)
@@ -115,18 +147,19 @@ class ClickState:
             return None
         return info if info.sub_id else None
 
-    def put(self, campaign_token: str, info: ClickInfo, ttl_hours: int) -> None:
-        """Store a click for ``ttl_hours``; the oldest campaigns beyond ``MAX_CAMPAIGNS`` go."""
-        key = campaign_key(self._secret_key, campaign_token)
-        self.entries.pop(key, None)
-        self.entries[key] = _info_to_dict(info, time.time() + ttl_hours * 3600)
+    def put(self, campaign_token: str, info: ClickInfo, max_age: int) -> None:
+        """Store a click for ``max_age`` seconds; the oldest beyond ``MAX_CAMPAIGNS`` go."""
+        current, *old = self._keys(campaign_token)
+        for key in (current, *old):
+            self.entries.pop(key, None)
+        self.entries[current] = _info_to_dict(info, time.time() + max_age)
         while len(self.entries) > MAX_CAMPAIGNS:
             self.entries.pop(next(iter(self.entries)))
         self.changed = True
 
     def dumps(self) -> str:
-        """The signed cookie value."""
-        return str(self._serializer.dumps(self.entries))
+        """The signed cookie value, signed with the current secret key."""
+        return str(URLSafeSerializer(self._secret_keys[0], salt=_SALT).dumps(self.entries))
 
     def max_age(self, now: float | None = None) -> int:
         """Seconds until the last entry expires."""

@@ -109,7 +109,10 @@ class Visitor:
                 value = forwarded_cookies
             headers.append((name, value))
         lowered = {name.lower(): value.lower() for name, value in request.headers.items()}
-        is_prefetch = any(marker in lowered.get(h, "") for h, marker in _PREFETCH_MARKERS)
+        # HEAD is what link checkers and monitors send: treated as a prefetch.
+        is_prefetch = request.method == "HEAD" or any(
+            marker in lowered.get(h, "") for h, marker in _PREFETCH_MARKERS
+        )
         return cls(
             ip=ip,
             user_agent=request.headers.get("User-Agent", ""),

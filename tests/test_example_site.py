@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import tomllib
@@ -15,6 +14,8 @@ import requests
 
 import example_site
 from example_site.server import CAMPAIGNS_PATH, DemoServer, load_campaigns
+
+from .tracker import free_port
 
 #: A desktop browser; the emulator's bot rules let it through.
 DESKTOP_UA = (
@@ -46,13 +47,6 @@ def _sub_id(html: str) -> str:
     match = SUBID_ON_PAGE.search(html)
     assert match, "no sub_id on the page"
     return match.group(1)
-
-
-def _free_port() -> int:
-    # A port that was free a moment ago and is closed now: connections are refused.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_campaign_tokens_of_the_site_are_those_of_campaigns_toml() -> None:
@@ -219,7 +213,7 @@ def test_site_renders_its_landing_when_the_tracker_is_down() -> None:
 
 
 def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "example_site", "--port", str(port), "--emulator-port", "0"],
         cwd=Path(__file__).parents[1],

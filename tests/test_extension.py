@@ -108,7 +108,7 @@ def test_method_decorator_is_the_same(make_app: AppFactory, tracker: RecordingTr
     assert tracker.last.form["landing_id"] == "7"
 
 
-def test_wraps_keeps_the_view_name(make_app: AppFactory) -> None:
+def test_wraps_keeps_the_view_name() -> None:
     def my_view() -> str:
         """Doc."""
         return ""
@@ -287,24 +287,35 @@ def test_bad_config_names_key_and_value(key: str, value: Any) -> None:
     assert "keitaro" not in app.extensions
 
 
+# A CA bundle path that exists on every machine the tests run on.
+CA_BUNDLE = __file__
+
+
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("key", "value", "in_force"),
     [
-        ("KEITARO_TRACKER_URL", "http://127.0.0.1:8099"),
-        ("KEITARO_TRACKER_URL", "https://tracker.example.com/path/"),
-        ("KEITARO_TIMEOUT", 3),
-        ("KEITARO_TIMEOUT", [0.5, 10]),
-        ("KEITARO_VERIFY_SSL", "/etc/ssl/certs/ca-certificates.crt"),
-        ("KEITARO_SEND_PARAMS", ("sub_id_1",)),
-        ("KEITARO_IP_HEADER", "CF-Connecting-IP"),
-        ("KEITARO_COOKIE_SECURE", True),
-        ("KEITARO_FAIL_MODE", "closed"),
-        ("KEITARO_PREFETCH", "skip"),
+        ("KEITARO_TRACKER_URL", "http://127.0.0.1:8099", "http://127.0.0.1:8099"),
+        (
+            "KEITARO_TRACKER_URL",
+            "https://tracker.example.com/path/",
+            "https://tracker.example.com/path",
+        ),
+        ("KEITARO_TIMEOUT", 3, (3.0, 3.0)),
+        ("KEITARO_TIMEOUT", [0.5, 10], (0.5, 10.0)),
+        ("KEITARO_VERIFY_SSL", CA_BUNDLE, CA_BUNDLE),
+        ("KEITARO_VERIFY_SSL", False, False),
+        ("KEITARO_SEND_PARAMS", ["sub_id_1"], ("sub_id_1",)),
+        ("KEITARO_IP_HEADER", "CF-Connecting-IP", "CF-Connecting-IP"),
+        ("KEITARO_COOKIE_SECURE", True, True),
+        ("KEITARO_FAIL_MODE", "closed", "closed"),
+        ("KEITARO_PREFETCH", "skip", "skip"),
     ],
 )
-def test_good_config_is_accepted(key: str, value: Any) -> None:
+def test_good_config_is_accepted(key: str, value: Any, in_force: Any) -> None:
     app = Flask(__name__)
     app.config["KEITARO_TRACKER_URL"] = "https://tracker.example.com"
     app.config[key] = value
     KeitaroExtension(app)
+    config = app.extensions["keitaro"].config
+    assert getattr(config, key.removeprefix("KEITARO_").lower()) == in_force
     KeitaroExtension.close(app)

@@ -138,7 +138,7 @@ FAILURES: dict[str, tuple[Callable[[], Any], type[TrackerError]]] = {
 }
 
 
-def _app(url: str, fail_mode: str) -> tuple[Flask, list[TrackerError]]:
+def _app(url: str, fail_mode: str) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY="s",
@@ -154,7 +154,7 @@ def _app(url: str, fail_mode: str) -> tuple[Flask, list[TrackerError]]:
     def landing() -> str:
         return f"own landing, click={bool(current_click)} sub_id={current_click.sub_id}"
 
-    return app, []
+    return app
 
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
@@ -162,7 +162,7 @@ def _app(url: str, fail_mode: str) -> tuple[Flask, list[TrackerError]]:
 def test_failure(kind: str, fail_mode: str, caplog: pytest.LogCaptureFixture) -> None:
     make_peer, error_type = FAILURES[kind]
     with make_peer() as url:
-        app, _ = _app(url, fail_mode)
+        app = _app(url, fail_mode)
         errors: list[TrackerError] = []
 
         def listen(sender: Flask, error: TrackerError, elapsed: float) -> None:
@@ -198,7 +198,7 @@ def test_failure(kind: str, fail_mode: str, caplog: pytest.LogCaptureFixture) ->
 def test_close_without_answer_is_one_attempt() -> None:
     server = RawServer(_close_without_answer).start()
     try:
-        app, _ = _app(server.url, "open")
+        app = _app(server.url, "open")
         app.test_client().get("/")
         KeitaroExtension.close(app)
     finally:
@@ -208,7 +208,7 @@ def test_close_without_answer_is_one_attempt() -> None:
 
 def test_error_handler_renders_the_closed_mode_page() -> None:
     with _refused() as url:
-        app, _ = _app(url, "closed")
+        app = _app(url, "closed")
 
         @app.errorhandler(503)
         def busy(error: Exception) -> tuple[str, int]:
@@ -223,7 +223,7 @@ def test_error_handler_renders_the_closed_mode_page() -> None:
 def test_unreachable_tracker_recovers() -> None:
     """After a failure the same app clicks normally again once the tracker is back."""
     port = free_port()
-    app, _ = _app(f"http://127.0.0.1:{port}", "open")
+    app = _app(f"http://127.0.0.1:{port}", "open")
     client = app.test_client()
     assert client.get("/").text == "own landing, click=False sub_id=None"
     tracker = RecordingTracker(port=port).start()
@@ -253,7 +253,7 @@ def test_refused_connection_is_retried_once(monkeypatch: pytest.MonkeyPatch) -> 
             raise
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
-    app, _ = _app(f"http://127.0.0.1:{port}", "closed")
+    app = _app(f"http://127.0.0.1:{port}", "closed")
     try:
         response = app.test_client().get("/")
     finally:
@@ -276,7 +276,7 @@ def test_refused_twice_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_create_connection(address, *args, **kwargs)
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", counting)
-    app, _ = _app(f"http://127.0.0.1:{free_port()}", "open")
+    app = _app(f"http://127.0.0.1:{free_port()}", "open")
     response = app.test_client().get("/")
     KeitaroExtension.close(app)
     assert len(attempts) == 2

@@ -54,7 +54,7 @@ def test_returning_visitor_is_restored(make_app: AppFactory, tracker: RecordingT
     assert second.text == "landing sub_id=abc123def4567 bool=True restored=True"
     assert len(tracker.calls) == 1
     assert second.headers.getlist("Set-Cookie") == []
-    assert [r["result"].sub_id for r in restored] == ["abc123def4567"]
+    assert [r["click"].sub_id for r in restored] == ["abc123def4567"]
 
 
 def test_restored_click_keeps_its_data(make_app: AppFactory, tracker: RecordingTracker) -> None:
@@ -202,7 +202,7 @@ def test_restore_from_query(make_app: AppFactory, tracker: RecordingTracker) -> 
         first = client.get("/?_subid=linksub123&_token=LINKTOKEN")
     assert first.text == "landing sub_id=linksub123 bool=True restored=True"
     assert state_cookie(first) is not None
-    assert restored and restored[0]["result"].token == "LINKTOKEN"
+    assert restored and restored[0]["click"].token == "LINKTOKEN"
     second = client.get("/")
     assert second.text == "landing sub_id=linksub123 bool=True restored=True"
     assert tracker.calls == []
@@ -230,9 +230,7 @@ def test_restore_from_query_can_be_turned_off(
     assert "_subid" not in tracker.last.form and "_token" not in tracker.last.form
 
 
-def test_state_never_holds_the_campaign_token(
-    make_app: AppFactory, tracker: RecordingTracker
-) -> None:
+def test_state_never_holds_the_campaign_token(make_app: AppFactory) -> None:
     value = state_cookie(make_app().test_client().get("/"))
     assert value is not None
     decoded = URLSafeSerializer("test-secret", salt="flask-keitaro.click-state").loads(value)
@@ -274,7 +272,7 @@ def test_prefetch_answer_is_replayed(make_app: AppFactory, tracker: RecordingTra
     assert response.headers.getlist("Set-Cookie") == []
 
 
-def test_signals(make_app: AppFactory, tracker: RecordingTracker) -> None:
+def test_signals(make_app: AppFactory) -> None:
     app = make_app()
     with listen_to(click_requested, app) as requested, listen_to(click_succeeded, app) as ok:
         app.test_client().get("/", headers={"User-Agent": "UA-1"})
@@ -282,7 +280,7 @@ def test_signals(make_app: AppFactory, tracker: RecordingTracker) -> None:
     assert requested[0]["token_hint"] == TOKEN[-4:]
     assert requested[0]["visitor"].user_agent == "UA-1"
     assert TOKEN not in repr(requested[0])
-    assert len(ok) == 1 and ok[0]["result"].info.sub_id == "abc123def4567"
+    assert len(ok) == 1 and ok[0]["click"].sub_id == "abc123def4567"
     assert 0 < ok[0]["elapsed"] < 5
 
 

@@ -1,0 +1,271 @@
+"""The click path of one request: skip, restore or call the tracker, and return one outcome.
+
+Nothing here imports Flask. The Flask decorator and the WSGI middleware are two doors onto
+:meth:`Pipeline.run`: they build nothing of the click themselves, they only send the
+:class:`Outcome`'s response, or run the app and hand its response to :meth:`Outcome.finish`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from . import signals
+from .client import ClickAPIClient, ClickOptions
+from .config import KeitaroConfig, SendParams, is_token, validate_send_params
+from .cookies import CookiePolicy, SetCookie, cookie_max_age
+from .errors import InvalidTrackerResponse, TrackerError, token_hint
+from .replay import to_response
+from .result import Click, ClickResult
+from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query
+from .visitor import Visitor
+
+logger = logging.getLogger("flask_keitaro")
+
+#: A route's ``keyword``: a string, a callable taking the request, or ``None``.
+Keyword = str | Callable[[Request], str | None] | None
+
+#: What every response the click touched says to shared caches (CDNs, proxies).
+NO_STORE = "private, no-store"
+
+
+@dataclass(frozen=True, repr=False)
+class Route:
+    """A campaign route: the campaign token and the route's options.
+
+    Every option left ``None`` takes the app's config value of the same name
+    (``log=None`` means ``KEITARO_LOG``). This class is the one declaration of the route
+    options: :func:`~flask_keitaro.keitaro_campaign`, :meth:`KeitaroExtension.campaign
+    <flask_keitaro.KeitaroExtension.campaign>` and the middleware all take its fields.
+
+    :param token: the campaign token.
+    :param force_redirect_offer: ``True`` sends ``force_redirect_offer=1`` (straight to the
+        offer).
+    :param landing_id: sent as ``landing_id``.
+    :param keyword: a string, or a callable taking the request and returning one (or ``None``).
+    :param send_params: which visitor query parameters go to the tracker: ``"all"``,
+        ``"utm"``, ``"none"`` or a list of names.
+    :param log: ``True`` asks the tracker for its processing log.
+    :param restore: ``False`` always clicks: never restores from the state cookie or a link.
+    :param referrer: ``"current_page"`` sends the current URL as the referrer.
+    """
+
+    token: str
+    force_redirect_offer: bool | None = None
+    landing_id: int | str | None = None
+    keyword: Keyword = None
+    send_params: SendParams | None = None
+    log: bool | None = None
+    restore: bool | None = None
+    referrer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or not self.token.strip():
+            raise ValueError("a campaign route needs a non-empty campaign token string")
+        if self.send_params is not None:
+            send_params = validate_send_params("send_params", self.send_params)
+            object.__setattr__(self, "send_params", send_params)
+        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
+            raise TypeError("keyword must be a string, a callable taking the request, or None")
+
+    def __repr__(self) -> str:
+        options = ", ".join(
+            f"{item.name}={getattr(self, item.name)!r}"
+            for item in fields(self)
+            if item.name != "token" and getattr(self, item.name) is not None
+        )
+        return f"<Route token=...{token_hint(self.token)}{', ' if options else ''}{options}>"
+
+    def option(self, name: str, config: KeitaroConfig) -> Any:
+        """The value of option ``name`` in force: the route's own, else the app's config."""
+        value = getattr(self, name)
+        return getattr(config, name) if value is None else value
+
+    def click_options(self, config: KeitaroConfig, request: Request) -> ClickOptions:
+        """The call's options for ``request``: the route's options over the app's config."""
+        keyword = self.keyword(request) if callable(self.keyword) else self.keyword
+        return ClickOptions(
+            force_redirect_offer=self.option("force_redirect_offer", config),
+            landing_id=self.landing_id,
+            keyword=keyword,
+            send_params=self.option("send_params", config),
+            log=self.option("log", config),
+            referrer=request.url if self.referrer == "current_page" else self.referrer,
+        )
+
+
+@dataclass
+class Outcome:
+    """What the click decided for one request.
+
+    Either :attr:`response` is set (the tracker decided; send it, the app does not run), or
+    :attr:`unavailable` is true (the tracker failed and the fail mode is ``"closed"``: answer
+    503), or the app runs with :attr:`click` and its response goes through :meth:`finish`.
+    """
+
+    click: Click
+    response: Response | None = None
+    unavailable: bool = False
+    cookies: tuple[SetCookie, ...] = ()
+    policy: CookiePolicy = field(default_factory=CookiePolicy)
+    #: False when the request was let through untouched (``OPTIONS``).
+    touched: bool = True
+
+    def finish(self, response: Response) -> Response:
+        """Write the click's cookies on ``response`` and keep shared caches away from it.
+
+        This is the one place that finishes a response the click touched, replayed or the
+        app's own: ``Cache-Control: private, no-store`` unless the app set a
+        ``Cache-Control`` itself, so a CDN never serves one visitor's click to the next.
+        """
+        if not self.touched:
+            return response
+        for cookie in self.cookies:
+            self.policy.set(response, cookie)
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = NO_STORE
+        return response
+
+
+class Pipeline:
+    """The click path of one app (or one middleware): config, tracker client, cookie names."""
+
+    def __init__(
+        self,
+        config: KeitaroConfig,
+        client: ClickAPIClient,
+        *,
+        session_cookie: str | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        #: Cookies of the site that the tracker may never set nor read.
+        self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
+        #: Cookies named like these are never set from the tracker's ``cookies`` map.
+        self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
+
+    def run(
+        self,
+        route: Route,
+        request: Request,
+        *,
+        sender: Any,
+        secret_keys: SecretKeys = (),
+    ) -> Outcome:
+        """Decide the click of ``request`` on ``route``: one straight line, one outcome.
+
+        ``sender`` is what signals are sent with (the Flask app, or the middleware);
+        ``secret_keys`` sign the state cookie (none: no state).
+        """
+        if request.method == "OPTIONS":
+            return Outcome(Click.empty(), touched=False)
+        config = self.config
+        visitor = Visitor.from_request(
+            request, ip_header=config.ip_header, private_cookies=self.private_cookies
+        )
+        policy = self._policy(visitor)
+        if visitor.is_prefetch and config.prefetch == "skip":
+            return Outcome(Click.empty(), policy=policy)
+
+        restore = route.option("restore", config)
+        state = self._load_state(visitor, secret_keys) if restore else None
+        if restore:
+            restored = self._restore(route, request, state)
+            if restored is not None:
+                signals.click_restored.send(sender, click=restored)
+                return Outcome(restored, cookies=self._state_cookies(visitor, state), policy=policy)
+
+        options = route.click_options(config, request)
+        signals.click_requested.send(sender, token_hint=token_hint(route.token), visitor=visitor)
+        started = time.perf_counter()
+        try:
+            result = self.client.click(route.token, visitor, options)
+            replayed = to_response(result) if result.acted else None
+        except Exception as exc:  # no tracker failure may become a 500
+            error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
+            elapsed = time.perf_counter() - started
+            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
+            signals.click_failed.send(sender, error=error, elapsed=elapsed)
+            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+
+        click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
+        signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
+        for line in result.log if options.log else ():
+            logger.debug("Tracker log: %s", line)
+        cookies = self._tracker_cookies(visitor, result)
+        if replayed is not None:
+            # The tracker's word on caching is not taken: its answer is this visitor's alone.
+            del replayed.headers["Cache-Control"]
+            outcome = Outcome(click, cookies=cookies, policy=policy)
+            outcome.response = outcome.finish(replayed)
+            return outcome
+        if state is not None and not visitor.is_prefetch and result.info.sub_id:
+            state.put(route.token, result.info, cookie_max_age(result.cookies_ttl))
+        cookies += self._state_cookies(visitor, state)
+        return Outcome(click, cookies=cookies, policy=policy)
+
+    def _policy(self, visitor: Visitor) -> CookiePolicy:
+        secure = self.config.cookie_secure
+        return CookiePolicy(
+            self.config.cookie_domain, visitor.is_secure if secure == "auto" else secure
+        )
+
+    def _load_state(self, visitor: Visitor, secret_keys: SecretKeys) -> ClickState | None:
+        if not secret_keys:
+            return None
+        return ClickState.load(secret_keys, visitor.cookies.get(self.config.state_cookie))
+
+    def _restore(self, route: Route, request: Request, state: ClickState | None) -> Click | None:
+        """A click restored from a ``?_subid=&_token=`` link, else from the state cookie.
+
+        A link restores even without a ``SECRET_KEY``, for this request only.
+        """
+        info = info_from_query(request.args) if self.config.restore_from_query else None
+        if info is not None and state is not None:
+            state.put(route.token, info, cookie_max_age(QUERY_RESTORE_TTL))
+        elif info is None and state is not None:
+            info = state.get(route.token)
+        if info is None:
+            return None
+        return Click(info, tracker_url=self.config.tracker_url, restored=True)
+
+    def _state_cookies(self, visitor: Visitor, state: ClickState | None) -> tuple[SetCookie, ...]:
+        if state is None or not state.changed or visitor.is_prefetch:
+            return ()
+        return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
+
+    def _tracker_cookies(self, visitor: Visitor, result: ClickResult) -> tuple[SetCookie, ...]:
+        """The tracker's cookies and the uniqueness cookie, for ``cookies_ttl`` hours.
+
+        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
+        visitor already holds with the same value is not set again.
+        """
+        if visitor.is_prefetch:
+            return ()
+        candidates = []
+        for name, value in result.cookies.items():
+            if name in self.protected_cookies:
+                logger.warning("Dropped a tracker cookie named like the site's own: %.40r", name)
+            else:
+                candidates.append((name, value))
+        if result.uniqueness_cookie:
+            candidates.append((self.config.uniqueness_cookie, result.uniqueness_cookie))
+        max_age = cookie_max_age(result.cookies_ttl)
+        out = []
+        for name, value in candidates:
+            if not is_token(name) or any(c in value for c in "\r\n\0"):
+                logger.warning("Dropped an invalid cookie from the tracker's answer: %.40r", name)
+            elif visitor.cookies.get(name) != value:
+                out.append(SetCookie(name, value, max_age))
+        return tuple(out)
+
+
+def _unexpected(exc: Exception) -> TrackerError:
+    error = InvalidTrackerResponse(f"the tracker's answer could not be used ({type(exc).__name__})")
+    error.__cause__ = exc
+    return error
