@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._version import __version__
 from .client import ClickAPIClient, ClickOptions
 from .errors import (
+    BreakerOpen,
     CampaignTokenRejected,
     ClickAPIDisabled,
     ConfigurationError,
@@ -16,10 +17,17 @@ from .errors import (
 )
 from .extension import KeitaroExtension, current_click, keitaro_campaign
 from .result import Click, ClickInfo, ClickResult
-from .signals import click_failed, click_requested, click_restored, click_succeeded
+from .signals import (
+    breaker_changed,
+    click_failed,
+    click_requested,
+    click_restored,
+    click_succeeded,
+)
 from .visitor import Visitor
 
 __all__ = [
+    "BreakerOpen",
     "CampaignTokenRejected",
     "Click",
     "ClickAPIClient",
@@ -36,6 +44,7 @@ __all__ = [
     "TrackerUnavailable",
     "Visitor",
     "__version__",
+    "breaker_changed",
     "click_failed",
     "click_requested",
     "click_restored",

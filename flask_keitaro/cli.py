@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ._version import __version__
+from .bounds import DEFAULT_CONTENT_TYPE
 from .client import ClickOptions
 from .errors import TrackerError, token_hint
 from .result import ClickResult
@@ -20,16 +21,24 @@ from .visitor import Visitor
 keitaro_cli = click.Group("keitaro", help="Keitaro Click API tools.")
 
 
+def shown(value: object) -> str:
+    """``value`` as text for a terminal: control and other unprintable characters escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def describe(result: ClickResult) -> str:
     """What a visitor would get from this answer, in one line."""
     if not result.acted:
         return "the view runs (the tracker said: show your own page)"
     status = result.effective_status
     if result.location is not None:
-        return f"{status} redirect to {result.location}"
+        return f"{status} redirect to {shown(result.location)}"
     if result.body:
-        kind = result.content_type or "text/html"
-        return f"{status} page ({kind}, {len(result.body)} bytes)"
+        kind = result.content_type or DEFAULT_CONTENT_TYPE
+        return f"{status} page ({shown(kind)}, {len(result.body)} bytes)"
     return f"{status} with no body"
 
 
@@ -57,22 +66,22 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
     try:
         result = state.client.click(token, visitor, ClickOptions(log=True))
     except TrackerError as exc:
-        click.echo(f"Tracker error ({exc.kind}): {exc}", err=True)
+        click.echo(f"Tracker error ({exc.kind}): {shown(exc)}", err=True)
         raise click.exceptions.Exit(1) from None
     click.echo(f"Status:   {result.status}")
     click.echo(f"Decision: {describe(result)}")
     click.echo("Info:")
     for field in dataclasses.fields(result.info):
-        shown: object = getattr(result.info, field.name)
-        if isinstance(shown, tuple):
-            shown = list(shown)
-        elif isinstance(shown, Mapping):
-            shown = dict(shown)
-        click.echo(f"  {field.name}: {shown}")
+        item: object = getattr(result.info, field.name)
+        if isinstance(item, tuple):
+            item = list(item)
+        elif isinstance(item, Mapping):
+            item = dict(item)
+        click.echo(f"  {field.name}: {shown(item)}")
     if result.log:
         click.echo("Tracker log:")
         for line in result.log:
-            click.echo(f"  {line}")
+            click.echo(f"  {shown(line)}")
 
 
 @keitaro_cli.command("emulator")

@@ -6,15 +6,8 @@ Nothing here imports Flask: the WSGI middleware and the CLI use it as it is.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib.parse import urlencode
 
 from ._version import __version__
 from .config import SendParams
@@ -23,17 +16,14 @@ from .errors import (
     ClickAPIDisabled,
     InvalidTrackerResponse,
     TrackerError,
-    TrackerTimeout,
     TrackerUnavailable,
 )
 from .result import ClickResult
+from .transport import Transport
 from .visitor import Visitor
 
 #: ``kversion`` sent with every call: trackers answer redirects with status 302 from 3.4 on.
 KVERSION = "3.4"
-
-#: The largest answer accepted from the tracker; a larger one is an ``InvalidTrackerResponse``.
-MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 # Names the call itself uses: a visitor's query parameter never replaces one of them.
 RESERVED_FIELDS = frozenset(
@@ -144,36 +134,14 @@ def build_fields(
     return fields
 
 
-class _NoCookies(DefaultCookiePolicy):
-    """The call's session must never keep a cookie: it would leak to the next visitor."""
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` or anything it wraps (requests and urllib3 nest errors) is of ``kinds``."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, kinds):
-            return True
-        stack += [cur.__cause__, cur.__context__]
-        stack += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
-        stack.append(getattr(cur, "reason", None))
-    return False
-
-
 class ClickAPIClient:
-    """Makes Click API v3 calls over one pooled keep-alive HTTP session.
+    """Makes Click API v3 calls over a pool of keep-alive connections.
 
-    The pool is shared by all threads (``pool_size`` connections kept open), so a worker
-    thread reuses its connection from visit to visit. A click is never retried once the
-    call may have reached the tracker; a refused connection is retried once.
+    The pool is shared by all threads (``pool_size`` connections at most), so a worker
+    thread reuses a connection from visit to visit. Each call has one deadline,
+    ``connect + read`` seconds of ``timeout``, however slowly the tracker answers. A click
+    is never retried once the call may have reached the tracker; a refused connection is
+    retried once. ``click`` raises nothing but a :class:`~flask_keitaro.errors.TrackerError`.
     """
 
     def __init__(
@@ -182,27 +150,29 @@ class ClickAPIClient:
         *,
         timeout: tuple[float, float] = (2.0, 5.0),
         verify: bool | str = True,
-        pool_size: int = 10,
+        pool_size: int = 32,
         uniqueness_cookie: str = "_kuc",
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracker_url = tracker_url.rstrip("/")
         self.endpoint = f"{self.tracker_url}/click_api/v3"
         self.timeout = timeout
         self.verify = verify
         self.uniqueness_cookie = uniqueness_cookie
-        self._clock = clock
-        self._session = requests.Session()
-        self._session.cookies.set_policy(_NoCookies())
-        self._session.trust_env = False
-        self._session.headers["User-Agent"] = f"flask-keitaro/{__version__}"
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._transport = Transport(
+            self.endpoint,
+            timeout=timeout,
+            verify=verify,
+            pool_size=pool_size,
+            headers={
+                "User-Agent": f"flask-keitaro/{__version__}",
+                "Accept": "*/*",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self._transport.close()
 
     def fields(self, token: str, visitor: Visitor, options: ClickOptions) -> list[tuple[str, str]]:
         """The form fields of a call, with the visitor's stored uniqueness cookie."""
@@ -214,60 +184,18 @@ class ClickAPIClient:
     ) -> ClickResult:
         """Run one visitor through the campaign ``token``; raise a ``TrackerError`` on failure."""
         fields = self.fields(token, visitor, options or ClickOptions())
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if visitor.cookie_header:
-            headers["Cookie"] = visitor.cookie_header
-        status, body = self._post(fields, headers)
-        return self._interpret(status, body)
-
-    def _post(self, fields: list[tuple[str, str]], headers: dict[str, str]) -> tuple[int, bytes]:
-        deadline = self._clock() + self.timeout[0] + self.timeout[1]
-        for attempt in (1, 2):
-            try:
-                response = self._session.post(
-                    self.endpoint,
-                    data=fields,
-                    headers=headers,
-                    timeout=self.timeout,
-                    verify=self.verify,
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.Timeout as exc:
-                raise TrackerTimeout("the tracker did not answer in time") from exc
-            except requests.exceptions.SSLError as exc:
-                raise TrackerUnavailable("TLS handshake with the tracker failed") from exc
-            except requests.ConnectionError as exc:
-                if attempt == 1 and _caused_by(exc, (ConnectionRefusedError,)):
-                    continue
-                raise TrackerUnavailable("the tracker could not be reached") from exc
-            except requests.RequestException as exc:
-                raise TrackerUnavailable(
-                    f"the call to the tracker failed ({type(exc).__name__})"
-                ) from exc
-            with response:
-                return response.status_code, self._read(response, deadline)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _read(self, response: requests.Response, deadline: float) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
+        # Encoded once; a character that is not UTF-8 (a lone surrogate) cannot fail the call.
+        body = urlencode(fields, errors="replace").encode("ascii")
+        headers = {"Cookie": visitor.cookie_header} if visitor.cookie_header else {}
+        status, answer = self._transport.post(body, headers)
         try:
-            for chunk in response.iter_content(chunk_size=65536):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise InvalidTrackerResponse(
-                        f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes"
-                    )
-                if self._clock() > deadline:
-                    raise TrackerTimeout("the tracker's answer took too long to arrive")
-                chunks.append(chunk)
-        except requests.RequestException as exc:
-            # requests reports a read timeout while streaming as a ConnectionError.
-            if _caused_by(exc, (TimeoutError, ReadTimeoutError)):
-                raise TrackerTimeout("the tracker stopped answering mid-way") from exc
-            raise TrackerUnavailable("the tracker's answer was cut off") from exc
-        return b"".join(chunks)
+            return self._interpret(status, answer)
+        except TrackerError:
+            raise
+        except Exception as exc:  # a parsing bug must not escape as anything but a TrackerError
+            raise InvalidTrackerResponse(
+                f"the tracker's answer could not be used ({type(exc).__name__})", status=status
+            ) from exc
 
     @staticmethod
     def _interpret(status: int, body: bytes) -> ClickResult:
@@ -278,7 +206,7 @@ class ClickAPIClient:
                 error = CampaignTokenRejected(message + ": campaign token rejected", status=status)
             elif status in (402, 409):
                 error = ClickAPIDisabled(message + ": Click API is turned off", status=status)
-            elif status == 404 or status >= 500:
+            elif status in (404, 429) or status >= 500:
                 error = TrackerUnavailable(message, status=status)
             else:
                 error = InvalidTrackerResponse(message, status=status)
@@ -287,4 +215,8 @@ class ClickAPIClient:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidTrackerResponse("the tracker's answer is not JSON", status=status) from exc
+        except RecursionError as exc:
+            raise InvalidTrackerResponse(
+                "the tracker's answer is nested too deeply", status=status
+            ) from exc
         return ClickResult.parse(data)

@@ -147,6 +147,21 @@ def _secure(key: str, value: object) -> bool | Literal["auto"]:
     raise ConfigurationError(key, value, 'must be True, False or "auto"')
 
 
+def _count(minimum: int) -> Callable[[str, object], int]:
+    def validate(key: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(key, value, f"must be a whole number >= {minimum}")
+        return value
+
+    return validate
+
+
+def _seconds(key: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+        raise ConfigurationError(key, value, "must be a number of seconds in (0, 86400]")
+    return float(value)
+
+
 def _key(default: object, validate: Callable[[str, Any], T]) -> T:
     """One config key of :class:`KeitaroConfig`: its default and its validator, together."""
     return cast(T, field(default=cast(Any, default), metadata={"validate": validate}))
@@ -175,6 +190,9 @@ class KeitaroConfig:
     restore: bool = _key(True, validate_bool)
     restore_from_query: bool = _key(True, validate_bool)
     prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
+    pool_size: int = _key(32, _count(1))
+    breaker_failures: int = _key(5, _count(0))
+    breaker_cooldown: float = _key(30, _seconds)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> KeitaroConfig:

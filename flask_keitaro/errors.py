@@ -54,6 +54,12 @@ class TrackerTimeout(TrackerUnavailable):
     kind = "timeout"
 
 
+class BreakerOpen(TrackerUnavailable):
+    """No call was made: the tracker kept failing and its circuit breaker is open."""
+
+    kind = "breaker open"
+
+
 class CampaignTokenRejected(TrackerError):
     """The tracker rejected the campaign token (HTTP 401 or 403)."""
 

@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 
+from .breaker import BreakerState
 from .cli import keitaro_cli
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
@@ -138,6 +139,7 @@ class KeitaroExtension:
             config.tracker_url,
             timeout=config.timeout,
             verify=config.verify_ssl,
+            pool_size=config.pool_size,
             uniqueness_cookie=config.uniqueness_cookie,
         )
         session_cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
@@ -150,6 +152,14 @@ class KeitaroExtension:
                 "SECRET_KEY is not set: the Keitaro click state cookie is off,"
                 " so returning visitors are clicked again."
             )
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """The current app's tracker breaker: ``"closed"``, ``"open"`` or ``"half_open"``.
+
+        Read inside an app context; the breaker lives in the app's registered state.
+        """
+        return _state().pipeline.breaker.state
 
     @staticmethod
     def close(app: Flask) -> None:

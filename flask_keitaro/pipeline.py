@@ -16,11 +16,12 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from . import signals
+from .breaker import BreakerChange, CircuitBreaker
 from .client import ClickAPIClient, ClickOptions
 from .config import KeitaroConfig, SendParams, is_token, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
-from .errors import InvalidTrackerResponse, TrackerError, token_hint
-from .replay import to_response
+from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
+from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query
 from .visitor import Visitor
@@ -144,6 +145,8 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.client = client
+        #: Stops calling the tracker while it keeps failing (``KEITARO_BREAKER_*``).
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
         #: Cookies named like these are never set from the tracker's ``cookies`` map.
@@ -181,18 +184,28 @@ class Pipeline:
                 return Outcome(restored, cookies=self._state_cookies(visitor, state), policy=policy)
 
         options = route.click_options(config, request)
+        allowed, change = self.breaker.allow()
+        _announce(change, sender)
+        if not allowed:
+            skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
+            logger.debug("Keitaro click skipped (%s)", skipped.kind)
+            signals.click_failed.send(sender, error=skipped, elapsed=0.0)
+            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
         signals.click_requested.send(sender, token_hint=token_hint(route.token), visitor=visitor)
         started = time.perf_counter()
         try:
             result = self.client.click(route.token, visitor, options)
-            replayed = to_response(result) if result.acted else None
+            scope = ReplayScope(visitor.host, self.protected_cookies)
+            replayed = to_response(result, scope) if result.acted else None
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
             elapsed = time.perf_counter() - started
             logger.warning("Keitaro click failed (%s): %s", error.kind, error)
+            _announce(self.breaker.record(error), sender)
             signals.click_failed.send(sender, error=error, elapsed=elapsed)
             return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
 
+        _announce(self.breaker.record(None), sender)
         click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
@@ -263,6 +276,12 @@ class Pipeline:
             elif visitor.cookies.get(name) != value:
                 out.append(SetCookie(name, value, max_age))
         return tuple(out)
+
+
+def _announce(change: BreakerChange | None, sender: Any) -> None:
+    """Send ``breaker_changed`` for a change of the breaker's state (it logs the change)."""
+    if change is not None:
+        signals.breaker_changed.send(sender, state=change.state, previous=change.previous)
 
 
 def _unexpected(exc: Exception) -> TrackerError:

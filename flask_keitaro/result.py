@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
+from .bounds import answer_headers, final_status, log_dropped, value_problem
 from .errors import InvalidTrackerResponse
 
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
-
-_STATUS_LINE = re.compile(r"^\s*HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s.*)?$", re.IGNORECASE)
 
 
 def _bad(field_name: str, value: object, expected: str) -> InvalidTrackerResponse:
@@ -39,9 +37,17 @@ def _opt_int(data: Mapping[str, Any], key: str, prefix: str = "") -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if _is_number(value):
         return int(value)
     raise _bad(prefix + key, value, "an integer")
+
+
+def _is_number(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a string of at most 18 ASCII digits (around spaces): an int."""
+    if not isinstance(value, str):
+        return False
+    digits = value.strip()
+    return digits.isascii() and digits.isdigit() and len(digits) <= 18
 
 
 def _opt_bool(data: Mapping[str, Any], key: str, prefix: str = "") -> bool | None:
@@ -73,7 +79,7 @@ def _offer_ids(value: object) -> tuple[int, ...]:
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
             out.append(item)
-        elif isinstance(item, str) and item.strip().isdigit():
+        elif _is_number(item):
             out.append(int(item))
         else:
             raise _bad("info.offer_id", value, "an integer or a list of integers")
@@ -119,24 +125,19 @@ class ClickInfo:
         )
 
 
-def split_header(line: str) -> tuple[str, str] | None:
-    """Split a ``"Name: value"`` line; ``None`` when there is no colon."""
-    name, sep, value = line.partition(":")
-    if not sep:
-        return None
-    return name.strip(), value.strip()
-
-
 @dataclass(frozen=True)
 class ClickResult:
     """A validated Click API v3 answer; ``acted`` tells whether the tracker decided."""
 
+    #: The ``status`` field when it is a final status (200-599); any other is left out.
     status: int | None = None
-    #: The ``headers`` lines exactly as the tracker sent them (status lines excluded).
-    header_lines: tuple[str, ...] = ()
+    #: The ``headers`` a visitor may get, as ``(name, value)`` pairs: status lines and what
+    #: breaks a bound left out, the ``Location`` made a URI.
+    headers: tuple[tuple[str, str], ...] = ()
     #: The status set by an ``HTTP/1.1 404 Not Found`` style line inside ``headers``.
     header_status: int | None = None
     body: bytes = b""
+    #: The ``contentType`` field; ``None`` when absent or not a valid header value.
     content_type: str | None = None
     uniqueness_cookie: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
@@ -152,25 +153,23 @@ class ClickResult:
         """Validate the decoded JSON of an answer; raise ``InvalidTrackerResponse`` if bad."""
         if not isinstance(data, dict):
             raise _bad("(answer)", data, "a JSON object")
+        notes: list[str] = []
         status = _opt_int(data, "status")
-        if status is not None and not 100 <= status <= 599:
-            raise InvalidTrackerResponse(f"tracker answer field 'status' is out of range: {status}")
+        if status is not None and final_status(status) is None:
+            notes.append(f"status {str(status)[:12]} (not a final status 200-599)")
+            status = None
 
         headers = data.get("headers")
         if headers is None or headers == {}:
             headers = []
         if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
             raise _bad("headers", headers, "a list of strings")
-        lines: list[str] = []
-        header_status = None
-        for line in headers:
-            match = _STATUS_LINE.match(line)
-            if match:
-                header_status = int(match.group(1))
-            else:
-                lines.append(line)
+        pairs, header_status = answer_headers(headers, notes)
 
         content_type = _opt_str(data, "contentType")
+        if content_type is not None and value_problem(content_type):
+            notes.append(f"contentType ({value_problem(content_type)})")
+            content_type = None
         body_text = data.get("body")
         if body_text is not None and not isinstance(body_text, str):
             raise _bad("body", body_text, "a string")
@@ -200,9 +199,10 @@ class ClickResult:
         if not isinstance(log, list) or not all(isinstance(line, str) for line in log):
             raise _bad("log", log, "a list of strings")
 
+        log_dropped(notes)
         return cls(
             status=status,
-            header_lines=tuple(lines),
+            headers=pairs,
             header_status=header_status,
             body=body,
             content_type=content_type,
@@ -217,10 +217,9 @@ class ClickResult:
     @property
     def location(self) -> str | None:
         """The value of the first ``Location`` header, if the tracker sent one."""
-        for line in self.header_lines:
-            parts = split_header(line)
-            if parts and parts[0].lower() == "location" and parts[1]:
-                return parts[1]
+        for name, value in self.headers:
+            if name.lower() == "location" and value:
+                return value
         return None
 
     @property

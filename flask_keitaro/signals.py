@@ -22,3 +22,7 @@ click_failed = _signals.signal("keitaro-click-failed")
 #: Sent when a click was restored from the state cookie or from a link, with ``click``
 #: (the restored :class:`~flask_keitaro.result.Click`); no call was made.
 click_restored = _signals.signal("keitaro-click-restored")
+
+#: Sent when the circuit breaker of the app's tracker changes state, with ``state`` (the new
+#: one: ``"closed"``, ``"open"`` or ``"half_open"``) and ``previous``.
+breaker_changed = _signals.signal("keitaro-breaker-changed")

@@ -117,6 +117,7 @@ FAILURES: dict[str, tuple[Callable[[], Any], type[TrackerError]]] = {
     "404": (lambda: answering(404, ERROR_TEXT.encode()), TrackerUnavailable),
     "500": (lambda: answering(500, ERROR_TEXT.encode()), TrackerUnavailable),
     "502": (_json_error(502), TrackerUnavailable),
+    "429": (_json_error(429), TrackerUnavailable),
     "400": (_json_error(400), InvalidTrackerResponse),
     "301": (_json_error(301), InvalidTrackerResponse),
     "not-json": (lambda: answering(200, b"<html>" + ERROR_TEXT.encode()), InvalidTrackerResponse),
@@ -124,7 +125,6 @@ FAILURES: dict[str, tuple[Callable[[], Any], type[TrackerError]]] = {
     "json-string": (_answer(ERROR_TEXT), InvalidTrackerResponse),
     "headers-not-list": (_bad_field(headers="Location: x"), InvalidTrackerResponse),
     "status-not-int": (_bad_field(status="abc"), InvalidTrackerResponse),
-    "status-out-of-range": (_bad_field(status=1200), InvalidTrackerResponse),
     "body-not-string": (_bad_field(body=5), InvalidTrackerResponse),
     "cookies-not-object": (_bad_field(cookies="a=b"), InvalidTrackerResponse),
     "log-not-list": (_bad_field(log="x"), InvalidTrackerResponse),
@@ -193,6 +193,23 @@ def test_failure(kind: str, fail_mode: str, caplog: pytest.LogCaptureFixture) ->
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert error_type.kind in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("fail_mode", ["open", "closed"])
+@pytest.mark.parametrize("status", [1200, 100, 101, 199, 600])
+def test_status_out_of_range_is_treated_as_absent(
+    status: int, fail_mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a final status: dropped, and the decision rule runs as for a missing status."""
+    with _bad_field(status=status)() as url, caplog.at_level(logging.WARNING, "flask_keitaro"):
+        app = _app(url, fail_mode)
+        response = app.test_client().get("/")
+        KeitaroExtension.close(app)
+    assert response.status_code == 200
+    assert response.text == "own landing, click=True sub_id=abc123def4567"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Dropped from the tracker's answer: status {status} (not a final status 200-599)"
+    ]
 
 
 def test_close_without_answer_is_one_attempt() -> None:

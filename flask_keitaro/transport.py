@@ -1,0 +1,307 @@
+"""The Click API call's HTTP transport: a pool of keep-alive connections and one hard deadline.
+
+``requests`` builds the pool (its adapter's TLS and CA-bundle rules apply as they are); each
+call then goes straight to that urllib3 pool: the caller encodes the form once, and no
+per-call session machinery runs.
+
+The deadline is ``connect + read`` seconds after the call starts, and every step of the call
+draws on it: waiting for a free pooled connection, name resolution, connecting, the TLS
+handshake, sending, and each read of the status line, the headers and the body. A tracker
+that trickles its answer a byte at a time cannot hold a visitor past it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import ipaddress
+import queue
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, cast
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    EmptyPoolError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util import connection
+
+from .errors import InvalidTrackerResponse, TrackerError, TrackerTimeout, TrackerUnavailable
+
+#: The largest answer accepted from the tracker; a larger one is an ``InvalidTrackerResponse``.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+#: How many name resolutions may wait on a stuck resolver at once. A resolution cannot be
+#: cancelled: it holds a thread until the system resolver gives up, so their number is capped.
+MAX_PENDING_RESOLUTIONS = 8
+
+_pending_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The time one call may take: at most ``connect`` s to connect, all of it by ``deadline``."""
+
+    deadline: float
+    connect: float
+
+    @classmethod
+    def start(cls, timeout: tuple[float, float]) -> Budget:
+        """The budget of a call starting now with ``(connect, read)`` seconds."""
+        return cls(time.monotonic() + timeout[0] + timeout[1], timeout[0])
+
+    def remaining(self) -> float:
+        """Seconds left; raises ``TimeoutError`` when none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's deadline passed")
+        return left
+
+
+# The budget of the call running in this thread (or task): the connection classes below read
+# it at each step, since urllib3 hands nothing of the caller's down to them.
+_budget: ContextVar[Budget] = ContextVar("flask_keitaro_call_budget")
+
+
+def resolve(host: str, port: int, budget: Budget) -> list[str]:
+    """The addresses of ``host``, in the resolver's order, within ``budget``.
+
+    The system resolver has no timeout of its own: it runs in a daemon thread while the
+    caller waits at most the time left. Raises ``TimeoutError`` or ``OSError``.
+    """
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    if not _pending_resolutions.acquire(timeout=budget.remaining()):
+        raise TimeoutError(f"too many resolutions of {host!r} are pending")
+    answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            answer.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller's thread
+            answer.put(exc)
+        finally:
+            _pending_resolutions.release()
+
+    threading.Thread(target=run, name="flask-keitaro-resolve", daemon=True).start()
+    try:
+        found = answer.get(timeout=budget.remaining())
+    except queue.Empty:
+        raise TimeoutError(f"resolving {host!r} took too long") from None
+    if isinstance(found, Exception):
+        raise found
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket reader under the HTTP response: each read waits at most the time left."""
+
+    def __init__(self, sock: socket.socket, budget: Budget) -> None:
+        super().__init__()
+        # makefile keeps the socket open for this reader when the connection lets go of it.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._socket = sock
+        self._budget = budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._socket.settimeout(self._budget.remaining())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """``http.client``'s response, reading through a :class:`_DeadlineReader`."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        plain = self.fp
+        self.fp = io.BufferedReader(_DeadlineReader(sock, _budget.get()))
+        plain.close()  # the base class's reader; the socket stays open for ours
+
+
+class _DeadlineConnection(HTTPConnection):
+    """A urllib3 connection whose every step draws on the running call's :class:`Budget`."""
+
+    response_class = _DeadlineResponse
+
+    def _new_conn(self) -> socket.socket:
+        budget = _budget.get()
+        try:
+            addresses = resolve(self._dns_host, self.port, budget)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"resolving {self.host} took too long") from exc
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc
+        except (OSError, UnicodeError) as exc:
+            raise NewConnectionError(self, f"cannot resolve {self.host} ({exc})") from exc
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                timeout = min(budget.connect, budget.remaining())
+                sock = connection.create_connection(
+                    (address, self.port),
+                    timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
+                )
+                # The TLS handshake (one total timeout in CPython) gets what is left.
+                sock.settimeout(budget.remaining())
+                return sock
+            except OSError as exc:
+                error = exc
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
+        raise NewConnectionError(self, f"cannot connect to {self.host} ({error})") from error
+
+    def send(self, data: Any) -> None:
+        # sendall's timeout is the total for the data; the headers and the body are two sends.
+        self.timeout = _budget.get().remaining()
+        if self.sock is not None:
+            self.sock.settimeout(self.timeout)
+        super().send(data)
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, HTTPSConnection):
+    """The HTTPS variant of :class:`_DeadlineConnection`."""
+
+
+class Transport:
+    """POSTs url-encoded forms to one URL over ``pool_size`` keep-alive connections.
+
+    More concurrent calls than ``pool_size`` wait for a free connection (within their
+    deadline) instead of opening extra ones, so the tracker never sees more connections
+    from this process than that, and no warning is logged per call. A refused connection is
+    tried once more: it never reached the tracker.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: tuple[float, float],
+        verify: bool | str = True,
+        pool_size: int = 32,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self._headers = dict(headers or {})
+        self._adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=True
+        )
+        prepared = requests.Request("POST", url).prepare()
+        pool = cast(
+            HTTPConnectionPool, self._adapter.get_connection_with_tls_context(prepared, verify)
+        )
+        https = url.lower().startswith("https:")
+        pool.ConnectionCls = _DeadlineHTTPSConnection if https else _DeadlineConnection
+        self._pool = pool
+        self._target = prepared.path_url
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._adapter.close()
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """POST ``body``; return the status and the answer, or raise a ``TrackerError``."""
+        budget = Budget.start(self.timeout)
+        token = _budget.set(budget)
+        try:
+            for attempt in (1, 2):
+                try:
+                    return self._exchange(body, {**self._headers, **headers}, budget)
+                except NewConnectionError as exc:
+                    if attempt == 1 and isinstance(exc.__cause__, ConnectionRefusedError):
+                        continue
+                    raise _failure(exc) from exc
+                except (HTTPError, OSError) as exc:
+                    raise _failure(exc) from exc
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            _budget.reset(token)
+
+    def _exchange(self, body: bytes, headers: dict[str, str], budget: Budget) -> tuple[int, bytes]:
+        response = self._pool.urlopen(
+            "POST",
+            self._target,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=budget.connect,
+            # urllib3 hints an int; the pool's queue takes any number of seconds.
+            pool_timeout=budget.remaining(),  # type: ignore[arg-type]
+            preload_content=False,
+            release_conn=False,
+        )
+        chunks: list[bytes] = []
+        size = 0
+        complete = False
+        try:
+            for chunk in response.stream(65536):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise InvalidTrackerResponse(
+                        f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes"
+                    )
+                chunks.append(chunk)
+            complete = True
+        finally:
+            if not complete:
+                response.close()  # unread data: the connection cannot be reused
+            response.release_conn()
+        return response.status, b"".join(chunks)
+
+
+def _failure(exc: BaseException) -> TrackerError:
+    """The ``TrackerError`` a transport failure is reported as."""
+    if isinstance(exc, EmptyPoolError):
+        return TrackerTimeout("no connection to the tracker came free in time")
+    if isinstance(exc, ClosedPoolError):
+        return TrackerUnavailable("the client's connections are closed")
+    if isinstance(exc, SSLError):
+        return TrackerUnavailable("TLS handshake with the tracker failed")
+    if isinstance(exc, NameResolutionError):
+        return TrackerUnavailable("the tracker's host name could not be resolved")
+    if isinstance(exc, NewConnectionError):
+        return TrackerUnavailable("the tracker could not be reached")
+    if isinstance(exc, Urllib3Timeout | TimeoutError) or _caused_by(exc, TimeoutError):
+        return TrackerTimeout("the tracker did not answer in time")
+    return TrackerUnavailable("the tracker's answer was cut off")
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or anything it wraps (urllib3 nests errors in ``args``) is a ``kind``."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, kind):
+            return True
+        stack += [cur.__cause__, cur.__context__, *cur.args]
+    return False
