@@ -24,8 +24,13 @@ def cookie_max_age(cookies_ttl: object) -> int:
     raises.
     """
     hours: float | None = None
-    if isinstance(cookies_ttl, int | float) and not isinstance(cookies_ttl, bool):
-        hours = float(cookies_ttl)
+    if isinstance(cookies_ttl, bool):
+        hours = None
+    elif isinstance(cookies_ttl, int):
+        # JSON integers have no size limit; one past float range must not raise.
+        hours = float(max(-1, min(cookies_ttl, MAX_COOKIE_AGE)))
+    elif isinstance(cookies_ttl, float):
+        hours = cookies_ttl
     elif isinstance(cookies_ttl, str) and len(cookies_ttl) <= 32:
         try:
             hours = float(cookies_ttl)

@@ -50,6 +50,8 @@ COOKIE_RULE = [
     (9601, MAX_COOKIE_AGE),
     (10**8, MAX_COOKIE_AGE),
     (10**30, MAX_COOKIE_AGE),
+    (10**400, MAX_COOKIE_AGE),  # a JSON integer past float range
+    (-(10**400), HOUR),
     (1e308, MAX_COOKIE_AGE),
     ("1e400", MAX_COOKIE_AGE),  # a numeric string past float range: infinite, capped
     ("nan", HOUR),
