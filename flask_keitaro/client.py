@@ -171,7 +171,7 @@ class ClickAPIClient:
         )
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
         self._transport.close()
 
     def fields(self, token: str, visitor: Visitor, options: ClickOptions) -> list[tuple[str, str]]:

@@ -220,7 +220,8 @@ class Transport:
         self._target = prepared.path_url
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
+        self._pool.close()
         self._adapter.close()
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
