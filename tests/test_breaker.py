@@ -258,10 +258,14 @@ def test_closed_mode_answers_503_at_once_while_open() -> None:
     app = fault_app(url, "closed", (0.1, 0.2), breaker_failures=1, breaker_cooldown=60)
     client = app.test_client()
     assert client.get("/").status_code == 503
-    started = time.perf_counter()
-    assert client.get("/").status_code == 503
-    assert time.perf_counter() - started < 0.010
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        assert client.get("/").status_code == 503
+        timings.append(time.perf_counter() - started)
     KeitaroExtension.close(app)
+    assert sorted(timings)[-2] < 0.010  # one of twenty may meet a busy machine
+    assert max(timings) < 0.1
 
 
 def test_half_open_trial_on_the_route_closes_it_when_the_tracker_is_back() -> None:
