@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from flask_keitaro import KeitaroExtension
+
 from .conftest import TOKEN, AppFactory
+from .faults import FAULTS, SECRET, Fault, fault_app
 from .tracker import RecordingTracker, do_nothing, free_port
 
 
@@ -86,3 +91,47 @@ def test_check_as_a_subprocess(tmp_path: Path, tracker: RecordingTracker) -> Non
     assert done.returncode == 1
     assert "Tracker error (unreachable)" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
+
+
+FAILING_FAULTS = [f for f in FAULTS if f.expect.kind == "fail" and not f.slow]
+
+
+@pytest.mark.parametrize("fault", FAILING_FAULTS, ids=[f.name for f in FAILING_FAULTS])
+def test_check_reports_every_failure_in_one_line(fault: Fault) -> None:
+    with fault.peer() as url:
+        app = fault_app(url, "open", (0.3, 0.6))
+        result = app.test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+        KeitaroExtension.close(app)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Tracker error ("), result.stderr
+    assert "Traceback" not in result.output
+    assert TOKEN not in result.output and SECRET not in result.output
+
+
+def test_check_escapes_control_characters(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer(
+        {
+            **do_nothing(sub_id="s\x1b[2Jub"),
+            "log": ["Stream \x1b[31m#11\x1b[0m\x07", "bidi \u202e txt", "tab\there"],
+            "headers": ["HTTP/1.1 999 Boom", "Location: https://offer.example/\u202e"],
+        }
+    )
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 0, result.output
+    assert not any(c in result.output for c in "\x1b\x07\u202e\t")
+    assert "  Stream \\x1b[31m#11\\x1b[0m\\x07" in result.output
+    assert "  bidi \\u202e txt" in result.output
+    assert "  tab\\there" in result.output
+    assert "  sub_id: s\\x1b[2Jub" in result.output
+    # The status line out of range is dropped; the IRI Location is a URI.
+    assert "Decision: 302 redirect to https://offer.example/%E2%80%AE" in result.output
+
+
+def test_check_odd_status_field(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    tracker.answer({**do_nothing(), "status": 1200})
+    result = make_app().test_cli_runner().invoke(args=["keitaro", "check", TOKEN])
+    assert result.exit_code == 0, result.output
+    assert "Status:   None" in result.output
+    assert "Decision: the view runs" in result.output
