@@ -104,7 +104,8 @@ def test_waiting_for_a_connection_is_within_the_deadline() -> None:
     for seconds, error in results:
         assert isinstance(error, TrackerTimeout)
         assert seconds < 0.6 + 0.25
-    assert server.accepted == 1
+    # One connection at a time: a waiter may take the slot the first call freed at its deadline.
+    assert server.accepted in (1, 2)
 
 
 def test_tls_with_the_configured_ca_bundle() -> None:
