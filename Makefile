@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests example_site $(wildcard bench)
 
-.PHONY: demo test browser lint typecheck pytest screenshots clean
+.PHONY: demo test browser lint typecheck pytest screenshots reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 # Retake the README's screenshots with the browser test.
 screenshots: $(VENV)/.installed browser
 	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py
+
+# The tracker fault matrix against a real gunicorn server; the report is kept in the docs.
+reliability: $(VENV)/.installed
+	$(BIN)/python -m bench.reliability --write docs/reliability.txt
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

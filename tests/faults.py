@@ -66,7 +66,7 @@ class Seen:
         location = self.header("Location")
         if location is not None:
             return f"{self.status} redirect {location[:32]}"
-        return f"{self.status} tracker's answer ({len(self.body)} bytes)"
+        return f"{self.status} page ({len(self.body)} bytes)"
 
 
 @dataclass(frozen=True)
