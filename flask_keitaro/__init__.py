@@ -14,7 +14,9 @@ from .errors import (
     TrackerTimeout,
     TrackerUnavailable,
 )
-from .extension import KeitaroExtension, current_click, keitaro_campaign
+from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .middleware import KeitaroMiddleware
+from .pipeline import Route
 from .result import Click, ClickInfo, ClickResult
 from .signals import click_failed, click_requested, click_restored, click_succeeded
 from .visitor import Visitor
@@ -31,6 +33,8 @@ __all__ = [
     "InvalidTrackerResponse",
     "KeitaroError",
     "KeitaroExtension",
+    "KeitaroMiddleware",
+    "Route",
     "TrackerError",
     "TrackerTimeout",
     "TrackerUnavailable",
@@ -42,4 +46,5 @@ __all__ = [
     "click_succeeded",
     "current_click",
     "keitaro_campaign",
+    "token_from_config",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from werkzeug.wrappers import Response
+from werkzeug.datastructures import Headers
+from werkzeug.http import dump_cookie
 
 #: Cookie lifetime in hours when the tracker gives no usable ``cookies_ttl``.
 DEFAULT_COOKIES_TTL = 1
@@ -52,9 +53,9 @@ class CookiePolicy:
     domain: str | None = None
     secure: bool = False
 
-    def set(self, response: Response, cookie: SetCookie) -> None:
-        """Set ``cookie`` on ``response``."""
-        response.set_cookie(
+    def set(self, headers: Headers, cookie: SetCookie) -> None:
+        """Add ``cookie`` to a response's ``headers`` as a ``Set-Cookie`` header."""
+        value = dump_cookie(
             cookie.name,
             cookie.value,
             max_age=cookie.max_age,
@@ -64,3 +65,4 @@ class CookiePolicy:
             httponly=True,
             samesite="Lax",
         )
+        headers.add("Set-Cookie", value)

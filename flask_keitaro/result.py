@@ -7,10 +7,13 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from .errors import InvalidTrackerResponse
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
 
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
 
@@ -262,6 +265,10 @@ class Click:
         self._raw = dict(raw or {})
         #: True when the click was restored from the state cookie or a link, not made now.
         self.restored = restored
+        #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
+        self.acted = False
+        #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
+        self.response: Response | None = None
 
     @classmethod
     def empty(cls) -> Click:
