@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -29,6 +30,18 @@ SDIST_QUICK_TESTS = [
 # What the sdist must hold, whole: the suite needs the tests, the site, the docs.
 SDIST_TREES = ["tests", "example_site", "docs"]
 SDIST_FILES = ["CHANGES.md", "LICENSE", "README.md", "pyproject.toml"]
+# What a checkout has that a fresh clone does not.
+_NOT_IN_A_CLONE = (
+    ".git",
+    ".venv",
+    "*.egg-info",
+    "build",
+    "dist",
+    "_build",
+    "__pycache__",
+    ".*_cache",
+    "*.sqlite3",
+)
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -50,8 +63,12 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
 
     ``--no-isolation`` builds with the venv's setuptools, so no download is needed.
     """
+    # A copy without what builds and installs leave behind: setuptools would otherwise ship
+    # whatever an old egg-info's SOURCES.txt lists, and hide a gap in MANIFEST.in.
+    source = tmp_path_factory.mktemp("source") / "flask-keitaro"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_IN_A_CLONE))
     out = tmp_path_factory.mktemp("dist")
-    _run("-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT), cwd=ROOT)
+    _run("-m", "build", "--no-isolation", "--outdir", str(out), str(source), cwd=source)
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
     yield sdist, wheel
