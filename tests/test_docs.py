@@ -172,7 +172,9 @@ def test_code_in_the_docs_comes_from_examples_that_the_tests_use() -> None:
     examples = {
         path.relative_to(EXAMPLES).as_posix()
         for path in EXAMPLES.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file()
+        and path.name != "ruff.toml"
+        and not any(part.startswith((".", "__")) for part in path.relative_to(EXAMPLES).parts)
     }
     assert examples == included, f"examples no page includes: {examples - included}"
     exercised = (ROOT / "tests" / "test_docs_examples.py").read_text(encoding="utf-8")

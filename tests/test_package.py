@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -80,8 +81,11 @@ def _checkout_files(tree: str) -> set[str]:
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / tree).rglob("*")
         if path.is_file()
-        and not {"__pycache__", "_build"} & set(path.relative_to(ROOT).parts)
-        and path.suffix not in (".pyc", ".sqlite3")
+        and not any(
+            fnmatch.fnmatch(part, pattern)
+            for part in path.relative_to(ROOT).parts
+            for pattern in _NOT_IN_A_CLONE
+        )
     }
 
 
