@@ -15,9 +15,8 @@ app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "change-me")
 app.config["KEITARO_TRACKER_URL"] = os.environ.get(
     "KEITARO_TRACKER_URL", "http://127.0.0.1:8099"
 )
-keitaro = KeitaroExtension(
-    app
-)  # or KeitaroExtension() + keitaro.init_app(app)
+# Or: keitaro = KeitaroExtension(), then keitaro.init_app(app) in a factory.
+keitaro = KeitaroExtension(app)
 
 
 @app.route("/")
