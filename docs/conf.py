@@ -55,6 +55,13 @@ nitpick_ignore = [
     ("py:class", "flask_keitaro.extension.F"),
     # The emulator's config model: its reference is the TOML schema on the emulator page.
     ("py:class", "flask_keitaro.emulator.model.CampaignConfig"),
+    # Type aliases, shown by name in signatures and described on the API page.
+    ("py:class", "PerRequest"),
+    ("py:class", "Keyword"),
+    ("py:class", "SendParams"),
+    ("py:class", "CampaignSpec"),
+    # The WSGI callable type of PEP 3333 (typeshed's name for it).
+    ("py:class", "WSGIApplication"),
 ]
 
 # Names from other projects that appear in the package's signatures, linked to their
@@ -66,6 +73,7 @@ external_links: dict[str, str] = {
     "flask.Flask": FLASK + "#flask.Flask",
     "werkzeug.wrappers.response.Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
     "werkzeug.wrappers.Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
+    "Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
     "werkzeug.wrappers.request.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.wrappers.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.serving.BaseWSGIServer": WERKZEUG + "serving/",

@@ -20,9 +20,9 @@ def cookie_max_age(cookies_ttl: object) -> int:
 
     This is the one lifetime rule for the tracker's cookies, the uniqueness cookie and the
     state cookie. ``cookies_ttl`` comes from the tracker and may be anything: absent,
-    ``null``, zero, negative or not a number gives :data:`DEFAULT_COOKIES_TTL` hours; a
-    number of hours (a numeric string too) is capped at :data:`MAX_COOKIE_AGE`. It never
-    raises.
+    ``null``, zero, negative or not a number gives
+    :data:`~flask_keitaro.cookies.DEFAULT_COOKIES_TTL` hours; a number of hours (a numeric
+    string too) is capped at :data:`~flask_keitaro.cookies.MAX_COOKIE_AGE`. It never raises.
     """
     hours: float | None = None
     if isinstance(cookies_ttl, int | float) and not isinstance(cookies_ttl, bool):

@@ -38,7 +38,7 @@ _G_CLICK = "_keitaro_click"
 
 
 class ViewDecorator(Protocol):
-    """What :func:`keitaro_campaign` returns: a decorator that keeps the view's type."""
+    """What :func:`~flask_keitaro.keitaro_campaign` returns: a decorator keeping the view's type."""
 
     def __call__(self, view: F, /) -> F: ...
 
