@@ -2,19 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-LINT_PATHS := flask_keitaro tests example_site $(wildcard bench)
+LINT_PATHS := flask_keitaro tests example_site docs $(wildcard bench)
 
-.PHONY: demo test browser lint typecheck pytest screenshots reliability clean
+.PHONY: demo test browser docs-tools docs lint typecheck pytest screenshots reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The demo needs the package and what the example site imports, nothing more.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Everything for the checks: the dev extra (test, lint, type and docs tools).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(BIN)/python -m example_site
 
 lint: $(VENV)/.installed
@@ -24,22 +31,30 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy --strict flask_keitaro
 
-# Debian's Chromium for the browser test, when missing and installable (root with apt-get).
+# Debian's Chromium for the browser tests, when missing and installable (root with apt-get).
 browser:
 	.ci/ensure-browser
 
-pytest: $(VENV)/.installed browser
+# Graphviz's dot for the docs' diagrams, when missing and installable (root with apt-get).
+docs-tools:
+	.ci/ensure-docs-tools
+
+# The documentation site; warnings and broken references are errors.
+docs: $(VENV)/.installed docs-tools
+	$(BIN)/sphinx-build -W -n --keep-going -b html docs docs/_build/html
+
+pytest: $(VENV)/.installed browser docs-tools
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
-# Retake the README's screenshots with the browser test.
-screenshots: $(VENV)/.installed browser
-	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py
+# Retake the screenshots in the README and the docs with the browser tests.
+screenshots: $(VENV)/.installed browser docs-tools
+	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py tests/test_docs_browser.py
 
 # The tracker fault matrix against a real gunicorn server; the report is kept in the docs.
 reliability: $(VENV)/.installed
 	$(BIN)/python -m bench.reliability --write docs/reliability.txt
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build

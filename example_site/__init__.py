@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from flask_keitaro import KeitaroExtension
+from flask_keitaro import KeitaroExtension, keitaro_campaign, token_from_config
 
 __all__ = ["DEFAULT_CONFIG", "GO_TOKEN", "LANDING_TOKEN", "PROMO_TOKEN", "create_app"]
 
@@ -61,51 +61,65 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SITE_POSTBACK_URL"] = (
             app.config["KEITARO_TRACKER_URL"].rstrip("/") + "/postback"
         )
-    keitaro = KeitaroExtension(app)
-    _add_views(app, keitaro)
+    KeitaroExtension(app)
+    for rule, view, methods in _VIEWS:
+        app.add_url_rule(rule, view_func=view, methods=methods)
     return app
 
 
-def _add_views(app: Flask, keitaro: KeitaroExtension) -> None:
-    # Views are added here, not at import time, because their campaign tokens come
-    # from the app's config.
+# The views are defined at import time; their campaign tokens are read from the app's
+# config (``SITE_*_TOKEN``) on each request.
 
-    @app.route("/")
-    @keitaro.campaign(app.config["SITE_LANDING_TOKEN"])
-    def landing() -> str:
-        # Reached when the tracker said "show your own page" (or could not be
-        # reached: fail-open); bots and app WebViews got the tracker's answer.
-        return render_template("landing.html")
 
-    @app.route("/go")
-    @keitaro.campaign(app.config["SITE_GO_TOKEN"], force_redirect_offer=True)
-    def go() -> Response:
-        # The tracker sends visitors straight to an offer; this runs only when it
-        # could not (tracker down), and then the visitor sees the landing instead.
-        return redirect(url_for("landing"))
+@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))
+def landing() -> str:
+    """Reached when the tracker said "show your own page" (or could not be reached:
+    fail-open); bots and app WebViews got the tracker's answer."""
+    return render_template("landing.html")
 
-    @app.route("/promo")
-    @keitaro.campaign(app.config["SITE_PROMO_TOKEN"])
-    def promo() -> str:
-        return render_template("promo.html")
 
-    @app.route("/app")
-    def in_app() -> str:
-        return render_template("in_app.html")
+@keitaro_campaign(token_from_config("SITE_GO_TOKEN"), force_redirect_offer=True)
+def go() -> Response:
+    """The tracker sends visitors straight to an offer; this runs only when it could not
+    (tracker down), and then the visitor sees the landing instead."""
+    return redirect(url_for("landing"))
 
-    @app.route("/offer", methods=["GET", "POST"])
-    def offer() -> str:
-        subid = request.values.get("subid", "")
-        if subid and not _SUBID.fullmatch(subid):
-            abort(400)
-        if request.method == "GET":
-            return render_template("offer.html", subid=subid)
-        reported = bool(subid) and _send_postback(app, subid)
-        return render_template("thanks.html", subid=subid, reported=reported)
 
-    @app.route("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+@keitaro_campaign(token_from_config("SITE_PROMO_TOKEN"))
+def promo() -> str:
+    """The promotion, for the visitors the tracker lets through (Germany)."""
+    return render_template("promo.html")
+
+
+def in_app() -> str:
+    """Where app WebViews are sent: a page asking to open the site in a browser."""
+    return render_template("in_app.html")
+
+
+def offer() -> str:
+    """The demo offer: a lead form that reports a conversion for ``subid``."""
+    subid = request.values.get("subid", "")
+    if subid and not _SUBID.fullmatch(subid):
+        abort(400)
+    if request.method == "GET":
+        return render_template("offer.html", subid=subid)
+    reported = bool(subid) and _send_postback(current_app, subid)
+    return render_template("thanks.html", subid=subid, reported=reported)
+
+
+def healthz() -> dict[str, str]:
+    """A health check with no click."""
+    return {"status": "ok"}
+
+
+_VIEWS: list[tuple[str, Callable[..., Any], list[str]]] = [
+    ("/", landing, ["GET"]),
+    ("/go", go, ["GET"]),
+    ("/promo", promo, ["GET"]),
+    ("/app", in_app, ["GET"]),
+    ("/offer", offer, ["GET", "POST"]),
+    ("/healthz", healthz, ["GET"]),
+]
 
 
 def _send_postback(app: Flask, subid: str) -> bool:

@@ -20,10 +20,24 @@ from .server import DemoServer
 
 _ENV_KEYS = ("SITE_LANDING_TOKEN", "SITE_GO_TOKEN", "SITE_PROMO_TOKEN", "SITE_POSTBACK_URL")
 
+# The --help text: plain words for a terminal (the module docstring is for the docs).
+_DESCRIPTION = """\
+Run the example landing site with the local Click API emulator beside it.
+
+Without KEITARO_TRACKER_URL in the environment, the emulator starts in a thread
+with example_site/campaigns.toml. With it, the site talks to that tracker: set
+SITE_LANDING_TOKEN, SITE_GO_TOKEN and SITE_PROMO_TOKEN to your campaigns' tokens,
+and SITE_POSTBACK_URL to your tracker's postback URL.
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m example_site", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m example_site",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )

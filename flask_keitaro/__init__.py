@@ -15,7 +15,9 @@ from .errors import (
     TrackerTimeout,
     TrackerUnavailable,
 )
-from .extension import KeitaroExtension, current_click, keitaro_campaign
+from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .middleware import KeitaroMiddleware
+from .pipeline import Route
 from .result import Click, ClickInfo, ClickResult
 from .signals import (
     breaker_changed,
@@ -39,6 +41,8 @@ __all__ = [
     "InvalidTrackerResponse",
     "KeitaroError",
     "KeitaroExtension",
+    "KeitaroMiddleware",
+    "Route",
     "TrackerError",
     "TrackerTimeout",
     "TrackerUnavailable",
@@ -51,4 +55,5 @@ __all__ = [
     "click_succeeded",
     "current_click",
     "keitaro_campaign",
+    "token_from_config",
 ]

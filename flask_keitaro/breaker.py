@@ -46,8 +46,8 @@ class CircuitBreaker:
     """Counts the consecutive failures of a tracker and stops calling it while it is down.
 
     Call :meth:`allow` before each call and :meth:`record` after it. Both return the
-    :class:`BreakerChange` they made, if any, for the caller to announce (a signal); the
-    breaker logs one WARNING per change itself.
+    :class:`~flask_keitaro.breaker.BreakerChange` they made, if any, for the caller to
+    announce (a signal); the breaker logs one WARNING per change itself.
     """
 
     def __init__(

@@ -56,6 +56,11 @@ RESERVED_FIELDS = frozenset(
 )
 
 
+def is_reserved(name: str) -> bool:
+    """Whether ``name`` is one of the call's own fields, which nothing else may replace."""
+    return name in RESERVED_FIELDS or name.startswith("original_headers")
+
+
 @dataclass(frozen=True)
 class ClickOptions:
     """Per-route choices for one call (the decorator's arguments over the app config)."""
@@ -67,6 +72,9 @@ class ClickOptions:
     log: bool = False
     #: Sent as ``referrer``/``se_referrer`` instead of the visitor's Referer when set.
     referrer: str | None = None
+    #: The site's own extra fields: after the visitor's parameters (beating one of the same
+    #: name) and before the call's own fields.
+    params: tuple[tuple[str, str], ...] = ()
 
 
 def select_params(
@@ -77,7 +85,7 @@ def select_params(
         return []
     selected = []
     for name, value in query:
-        if name in RESERVED_FIELDS or name.startswith("original_headers"):
+        if is_reserved(name):
             continue
         if send_params == "utm" and not name.startswith("utm_"):
             continue
@@ -101,8 +109,11 @@ def build_fields(
         keyword = next((v for n, v in visitor.query if n == "keyword"), None)
     else:
         keyword = options.keyword
-    # The visitor's own ``keyword`` is in ``fields`` already unless it was filtered out.
-    fields = [(n, v) for n, v in fields if n != "keyword"]
+    # The visitor's own ``keyword`` is in ``fields`` already unless it was filtered out; the
+    # site's own ``params`` beat a visitor parameter of the same name.
+    own = {name for name, _ in options.params}
+    fields = [(n, v) for n, v in fields if n != "keyword" and n not in own]
+    fields += options.params
     fields += [
         ("token", token),
         ("version", "3"),

@@ -175,6 +175,7 @@ class KeitaroConfig:
     (``fail_mode`` is ``KEITARO_FAIL_MODE``) with its default and its validator.
     """
 
+    enabled: bool = _key(True, validate_bool)
     tracker_url: str = _key(None, validate_tracker_url)
     timeout: tuple[float, float] = _key((2.0, 5.0), validate_timeout)
     verify_ssl: bool | str = _key(True, _verify)
@@ -200,7 +201,11 @@ class KeitaroConfig:
         values: dict[str, Any] = {}
         for item in fields(cls):
             key = key_name(item.name)
-            values[item.name] = item.metadata["validate"](key, config.get(key, item.default))
+            value = config.get(key, item.default)
+            if item.name == "tracker_url" and value is None and not values["enabled"]:
+                values[item.name] = ""  # switched off: no tracker is needed
+                continue
+            values[item.name] = item.metadata["validate"](key, value)
         return cls(**values)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from werkzeug.wrappers import Response
+from werkzeug.datastructures import Headers
+from werkzeug.http import dump_cookie
 
 #: Cookie lifetime in hours when the tracker gives no usable ``cookies_ttl``.
 DEFAULT_COOKIES_TTL = 1
@@ -19,9 +20,9 @@ def cookie_max_age(cookies_ttl: object) -> int:
 
     This is the one lifetime rule for the tracker's cookies, the uniqueness cookie and the
     state cookie. ``cookies_ttl`` comes from the tracker and may be anything: absent,
-    ``null``, zero, negative or not a number gives :data:`DEFAULT_COOKIES_TTL` hours; a
-    number of hours (a numeric string too) is capped at :data:`MAX_COOKIE_AGE`. It never
-    raises.
+    ``null``, zero, negative or not a number gives
+    :data:`~flask_keitaro.cookies.DEFAULT_COOKIES_TTL` hours; a number of hours (a numeric
+    string too) is capped at :data:`~flask_keitaro.cookies.MAX_COOKIE_AGE`. It never raises.
     """
     hours: float | None = None
     if isinstance(cookies_ttl, bool):
@@ -57,9 +58,9 @@ class CookiePolicy:
     domain: str | None = None
     secure: bool = False
 
-    def set(self, response: Response, cookie: SetCookie) -> None:
-        """Set ``cookie`` on ``response``."""
-        response.set_cookie(
+    def set(self, headers: Headers, cookie: SetCookie) -> None:
+        """Add ``cookie`` to a response's ``headers`` as a ``Set-Cookie`` header."""
+        value = dump_cookie(
             cookie.name,
             cookie.value,
             max_age=cookie.max_age,
@@ -69,3 +70,4 @@ class CookiePolicy:
             httponly=True,
             samesite="Lax",
         )
+        headers.add("Set-Cookie", value)

@@ -18,6 +18,7 @@ from flask import Flask, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
+from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
 from .cli import keitaro_cli
@@ -38,7 +39,7 @@ _G_CLICK = "_keitaro_click"
 
 
 class ViewDecorator(Protocol):
-    """What :func:`keitaro_campaign` returns: a decorator that keeps the view's type."""
+    """What :func:`~flask_keitaro.keitaro_campaign` returns: a decorator keeping the view's type."""
 
     def __call__(self, view: F, /) -> F: ...
 
@@ -97,6 +98,25 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     return decorator
 
 
+def token_from_config(key: str) -> Callable[[Request], str | None]:
+    """A campaign token read from the app's config ``key`` at request time.
+
+    ``@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))`` lets views be defined at
+    import time while tokens come from the environment; a missing or empty value means no
+    click for the request (the view runs with an empty click).
+    """
+
+    def token(request: Request) -> str | None:
+        value = current_app.config.get(key)
+        if value is not None and not isinstance(value, str):
+            logger.warning("Config key %s does not hold a campaign token string: no click", key)
+            return None
+        return value or None
+
+    token.__qualname__ = f"token_from_config({key!r})"
+    return token
+
+
 class KeitaroExtension:
     """Runs the visitors of decorated routes through Keitaro campaigns.
 
@@ -135,19 +155,12 @@ class KeitaroExtension:
                 if close:
                     logger.warning("Unknown config key %s: did you mean %s?", key, close[0])
         config = KeitaroConfig.from_mapping(app.config)
-        client = ClickAPIClient(
-            config.tracker_url,
-            timeout=config.timeout,
-            verify=config.verify_ssl,
-            pool_size=config.pool_size,
-            uniqueness_cookie=config.uniqueness_cookie,
-        )
         session_cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
-        pipeline = Pipeline(config, client, session_cookie=session_cookie)
-        app.extensions[_EXTENSION_KEY] = KeitaroState(self, config, client, pipeline)
+        pipeline = Pipeline.from_config(config, session_cookie=session_cookie)
+        app.extensions[_EXTENSION_KEY] = KeitaroState(self, config, pipeline.client, pipeline)
         app.context_processor(_template_globals)
         app.cli.add_command(keitaro_cli)
-        if not app.secret_key and config.restore:
+        if not app.secret_key and config.restore and config.enabled:
             logger.warning(
                 "SECRET_KEY is not set: the Keitaro click state cookie is off,"
                 " so returning visitors are clicked again."
@@ -164,7 +177,7 @@ class KeitaroExtension:
     @staticmethod
     def close(app: Flask) -> None:
         """Close the pooled tracker connections of ``app`` (for tests and shutdown hooks)."""
-        _state(app).client.close()
+        _state(app).pipeline.close()
 
 
 def _state(app: Flask | None = None) -> KeitaroState:

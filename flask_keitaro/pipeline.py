@@ -8,16 +8,18 @@ Nothing here imports Flask. The Flask decorator and the WSGI middleware are two 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from . import signals
 from .breaker import BreakerChange, CircuitBreaker
-from .client import ClickAPIClient, ClickOptions
+from .client import ClickAPIClient, ClickOptions, is_reserved
 from .config import KeitaroConfig, SendParams, is_token, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
 from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
@@ -28,8 +30,14 @@ from .visitor import Visitor
 
 logger = logging.getLogger("flask_keitaro")
 
+#: A value known per request: a string, or a callable taking the request (``None``: none).
+PerRequest = str | Callable[[Request], str | None]
+
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
-Keyword = str | Callable[[Request], str | None] | None
+Keyword = PerRequest | None
+
+#: What a field the site adds may be named: a name PHP reads as it is, not one of the call's.
+_OWN_FIELD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: What every response the click touched says to shared caches (CDNs, proxies).
 NO_STORE = "private, no-store"
@@ -44,7 +52,8 @@ class Route:
     options: :func:`~flask_keitaro.keitaro_campaign`, :meth:`KeitaroExtension.campaign
     <flask_keitaro.KeitaroExtension.campaign>` and the middleware all take its fields.
 
-    :param token: the campaign token.
+    :param token: the campaign token, or a callable taking the request and returning it
+        (``None``: no click for that request; the view runs with an empty click).
     :param force_redirect_offer: ``True`` sends ``force_redirect_offer=1`` (straight to the
         offer).
     :param landing_id: sent as ``landing_id``.
@@ -54,9 +63,14 @@ class Route:
     :param log: ``True`` asks the tracker for its processing log.
     :param restore: ``False`` always clicks: never restores from the state cookie or a link.
     :param referrer: ``"current_page"`` sends the current URL as the referrer.
+    :param params: the site's own extra fields, name -> a string or a callable taking the
+        request (``None``: not sent). Sent after the visitor's parameters, they beat one of the
+        same name and are never trimmed; a name of the call's own fields is refused.
+    :param replay: ``False`` always runs the view: ``current_click.acted`` tells whether the
+        tracker decided and ``current_click.response`` is what the visitor would have got.
     """
 
-    token: str
+    token: PerRequest
     force_redirect_offer: bool | None = None
     landing_id: int | str | None = None
     keyword: Keyword = None
@@ -64,10 +78,22 @@ class Route:
     log: bool | None = None
     restore: bool | None = None
     referrer: str | None = None
+    params: Mapping[str, PerRequest] | None = None
+    replay: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.token, str) or not self.token.strip():
-            raise ValueError("a campaign route needs a non-empty campaign token string")
+        if not callable(self.token) and (not isinstance(self.token, str) or not self.token.strip()):
+            raise ValueError(
+                "a campaign route needs a non-empty campaign token string or a callable"
+            )
+        for name, value in (self.params or {}).items():
+            if not isinstance(name, str) or not _OWN_FIELD.match(name) or is_reserved(name):
+                raise ValueError(
+                    f"params: {name!r} cannot be sent: names are 1-64 of A-Z a-z 0-9 _ - and"
+                    " not one of the Click API call's own fields"
+                )
+            if not (isinstance(value, str) or callable(value)):
+                raise TypeError(f"params: the value of {name!r} must be a string or a callable")
         if self.send_params is not None:
             send_params = validate_send_params("send_params", self.send_params)
             object.__setattr__(self, "send_params", send_params)
@@ -75,12 +101,22 @@ class Route:
             raise TypeError("keyword must be a string, a callable taking the request, or None")
 
     def __repr__(self) -> str:
-        options = ", ".join(
+        shown = [
+            f"token=...{token_hint(self.token)}"
+            if isinstance(self.token, str)
+            else f"token={getattr(self.token, '__qualname__', 'callable')}"
+        ]
+        shown += [
             f"{item.name}={getattr(self, item.name)!r}"
             for item in fields(self)
-            if item.name != "token" and getattr(self, item.name) is not None
-        )
-        return f"<Route token=...{token_hint(self.token)}{', ' if options else ''}{options}>"
+            if item.name != "token" and getattr(self, item.name) != item.default
+        ]
+        return f"<Route {', '.join(shown)}>"
+
+    def token_for(self, request: Request) -> str | None:
+        """The campaign token for ``request`` (``None``: no click)."""
+        token = self.token(request) if callable(self.token) else self.token
+        return token or None
 
     def option(self, name: str, config: KeitaroConfig) -> Any:
         """The value of option ``name`` in force: the route's own, else the app's config."""
@@ -90,6 +126,11 @@ class Route:
     def click_options(self, config: KeitaroConfig, request: Request) -> ClickOptions:
         """The call's options for ``request``: the route's options over the app's config."""
         keyword = self.keyword(request) if callable(self.keyword) else self.keyword
+        params = []
+        for name, value in (self.params or {}).items():
+            given = value(request) if callable(value) else value
+            if given is not None:
+                params.append((name, str(given)))
         return ClickOptions(
             force_redirect_offer=self.option("force_redirect_offer", config),
             landing_id=self.landing_id,
@@ -97,6 +138,7 @@ class Route:
             send_params=self.option("send_params", config),
             log=self.option("log", config),
             referrer=request.url if self.referrer == "current_page" else self.referrer,
+            params=tuple(params),
         )
 
 
@@ -124,13 +166,17 @@ class Outcome:
         app's own: ``Cache-Control: private, no-store`` unless the app set a
         ``Cache-Control`` itself, so a CDN never serves one visitor's click to the next.
         """
-        if not self.touched:
-            return response
-        for cookie in self.cookies:
-            self.policy.set(response, cookie)
-        if "Cache-Control" not in response.headers:
-            response.headers["Cache-Control"] = NO_STORE
+        self.finish_headers(response.headers)
         return response
+
+    def finish_headers(self, headers: Headers) -> None:
+        """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
+        if not self.touched:
+            return
+        for cookie in self.cookies:
+            self.policy.set(headers, cookie)
+        if "Cache-Control" not in headers:
+            headers["Cache-Control"] = NO_STORE
 
 
 class Pipeline:
@@ -152,6 +198,22 @@ class Pipeline:
         #: Cookies named like these are never set from the tracker's ``cookies`` map.
         self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
 
+    @classmethod
+    def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
+        """A pipeline with its own pooled tracker client, made from ``config``."""
+        client = ClickAPIClient(
+            config.tracker_url,
+            timeout=config.timeout,
+            verify=config.verify_ssl,
+            pool_size=config.pool_size,
+            uniqueness_cookie=config.uniqueness_cookie,
+        )
+        return cls(config, client, session_cookie=session_cookie)
+
+    def close(self) -> None:
+        """Close the pooled tracker connections."""
+        self.client.close()
+
     def run(
         self,
         route: Route,
@@ -165,7 +227,8 @@ class Pipeline:
         ``sender`` is what signals are sent with (the Flask app, or the middleware);
         ``secret_keys`` sign the state cookie (none: no state).
         """
-        if request.method == "OPTIONS":
+        token = None if request.method == "OPTIONS" else route.token_for(request)
+        if token is None or not self.config.enabled:
             return Outcome(Click.empty(), touched=False)
         config = self.config
         visitor = Visitor.from_request(
@@ -178,7 +241,7 @@ class Pipeline:
         restore = route.option("restore", config)
         state = self._load_state(visitor, secret_keys) if restore else None
         if restore:
-            restored = self._restore(route, request, state)
+            restored = self._restore(token, request, state)
             if restored is not None:
                 signals.click_restored.send(sender, click=restored)
                 return Outcome(restored, cookies=self._state_cookies(visitor, state), policy=policy)
@@ -191,10 +254,10 @@ class Pipeline:
             logger.debug("Keitaro click skipped (%s)", skipped.kind)
             signals.click_failed.send(sender, error=skipped, elapsed=0.0)
             return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
-        signals.click_requested.send(sender, token_hint=token_hint(route.token), visitor=visitor)
+        signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
-            result = self.client.click(route.token, visitor, options)
+            result = self.client.click(token, visitor, options)
             scope = ReplayScope(visitor.host, self.protected_cookies)
             replayed = to_response(result, scope) if result.acted else None
         except Exception as exc:  # no tracker failure may become a 500
@@ -210,17 +273,20 @@ class Pipeline:
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
             logger.debug("Tracker log: %s", line)
-        cookies = self._tracker_cookies(visitor, result)
+        outcome = Outcome(click, cookies=self._tracker_cookies(visitor, result), policy=policy)
         if replayed is not None:
             # The tracker's word on caching is not taken: its answer is this visitor's alone.
             del replayed.headers["Cache-Control"]
-            outcome = Outcome(click, cookies=cookies, policy=policy)
-            outcome.response = outcome.finish(replayed)
+            click.acted = True
+            if route.replay:
+                outcome.response = outcome.finish(replayed)
+            else:
+                click.response = replayed  # finished with the view's own response
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
-            state.put(route.token, result.info, cookie_max_age(result.cookies_ttl))
-        cookies += self._state_cookies(visitor, state)
-        return Outcome(click, cookies=cookies, policy=policy)
+            state.put(token, result.info, cookie_max_age(result.cookies_ttl))
+            outcome.cookies += self._state_cookies(visitor, state)
+        return outcome
 
     def _policy(self, visitor: Visitor) -> CookiePolicy:
         secure = self.config.cookie_secure
@@ -233,16 +299,16 @@ class Pipeline:
             return None
         return ClickState.load(secret_keys, visitor.cookies.get(self.config.state_cookie))
 
-    def _restore(self, route: Route, request: Request, state: ClickState | None) -> Click | None:
+    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
         """A click restored from a ``?_subid=&_token=`` link, else from the state cookie.
 
         A link restores even without a ``SECRET_KEY``, for this request only.
         """
         info = info_from_query(request.args) if self.config.restore_from_query else None
         if info is not None and state is not None:
-            state.put(route.token, info, cookie_max_age(QUERY_RESTORE_TTL))
+            state.put(token, info, cookie_max_age(QUERY_RESTORE_TTL))
         elif info is None and state is not None:
-            info = state.get(route.token)
+            info = state.get(token)
         if info is None:
             return None
         return Click(info, tracker_url=self.config.tracker_url, restored=True)

@@ -6,11 +6,14 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlencode
 
 from .bounds import answer_headers, final_status, log_dropped, value_problem
 from .errors import InvalidTrackerResponse
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
 
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
 
@@ -261,6 +264,10 @@ class Click:
         self._raw = dict(raw or {})
         #: True when the click was restored from the state cookie or a link, not made now.
         self.restored = restored
+        #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
+        self.acted = False
+        #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
+        self.response: Response | None = None
 
     @classmethod
     def empty(cls) -> Click:

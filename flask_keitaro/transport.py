@@ -210,7 +210,11 @@ class Transport:
         self._adapter = HTTPAdapter(
             pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=True
         )
-        prepared = requests.Request("POST", url).prepare()
+        self._pool: HTTPConnectionPool | None = None
+        try:
+            prepared = requests.Request("POST", url).prepare()
+        except requests.RequestException:
+            return  # no tracker URL (the extension is switched off): every call fails
         pool = cast(
             HTTPConnectionPool, self._adapter.get_connection_with_tls_context(prepared, verify)
         )
@@ -221,17 +225,21 @@ class Transport:
 
     def close(self) -> None:
         """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
         self._adapter.close()
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         """POST ``body``; return the status and the answer, or raise a ``TrackerError``."""
+        pool = self._pool
+        if pool is None:
+            raise TrackerUnavailable("there is no tracker URL to call")
         budget = Budget.start(self.timeout)
         token = _budget.set(budget)
         try:
             for attempt in (1, 2):
                 try:
-                    return self._exchange(body, {**self._headers, **headers}, budget)
+                    return self._exchange(pool, body, {**self._headers, **headers}, budget)
                 except NewConnectionError as exc:
                     if attempt == 1 and isinstance(exc.__cause__, ConnectionRefusedError):
                         continue
@@ -242,8 +250,10 @@ class Transport:
         finally:
             _budget.reset(token)
 
-    def _exchange(self, body: bytes, headers: dict[str, str], budget: Budget) -> tuple[int, bytes]:
-        response = self._pool.urlopen(
+    def _exchange(
+        self, pool: HTTPConnectionPool, body: bytes, headers: dict[str, str], budget: Budget
+    ) -> tuple[int, bytes]:
+        response = pool.urlopen(
             "POST",
             self._target,
             body=body,

@@ -1,0 +1,61 @@
+"""Reading the docs' reST sources for the doc checks: directives, sections, tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+
+# reST section underlines (and overlines) are one punctuation character repeated.
+_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>])\1+$")
+
+
+def source(name: str) -> str:
+    """The text of ``docs/<name>``."""
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def sources() -> dict[str, str]:
+    """Every reST and Markdown source of the docs (not the examples), by relative path."""
+    return {
+        path.relative_to(DOCS).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(DOCS.rglob("*"))
+        if path.suffix in (".rst", ".md")
+        and "_build" not in path.parts
+        and "examples" not in path.relative_to(DOCS).parts
+    }
+
+
+def section(text: str, title: str) -> str:
+    """The body of the section titled ``title``: up to the next title of its level or above."""
+    lines = text.splitlines()
+    levels: list[str] = []
+    start = level = None
+    for i in range(len(lines) - 1):
+        underline = _UNDERLINE.match(lines[i + 1])
+        if not underline or not lines[i].strip() or len(lines[i + 1]) < len(lines[i].strip()):
+            continue
+        char = underline.group(1)
+        if char not in levels:
+            levels.append(char)
+        if start is None:
+            if lines[i].strip() == title:
+                start, level = i + 2, levels.index(char)
+        elif levels.index(char) <= (level or 0):
+            return "\n".join(lines[start:i])
+    if start is None:
+        raise AssertionError(f"no section titled {title!r}")
+    return "\n".join(lines[start:])
+
+
+def literals(text: str) -> set[str]:
+    """Every ````literal```` in ``text``."""
+    return set(re.findall(r"``([^`]+)``", text))
+
+
+def table_names(text: str) -> list[str]:
+    """The first column of each row of the list-tables in ``text`` (header rows included)."""
+    return re.findall(r"^\s*\* - ``([^`]+)``", text, flags=re.MULTILINE)

@@ -1,0 +1,133 @@
+"""The two doors agree: the Flask extension and the WSGI middleware, byte for byte."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from flask import Flask
+from itsdangerous import URLSafeSerializer
+from werkzeug.test import Client, TestResponse
+
+from flask_keitaro import KeitaroExtension, KeitaroMiddleware, keitaro_campaign
+
+from .conftest import TOKEN
+from .tracker import RecordingTracker, do_nothing
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+SECRET = "door-secret"
+OWN_PAGE = b"<p>the site's own page</p>"
+UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/124"
+
+REQUESTS: dict[str, dict[str, Any]] = {
+    "plain": {"headers": {"User-Agent": UA}},
+    "query": {
+        "query_string": "utm_source=fb&sub_id_1=a&keyword=shoes&utm_source=tw",
+        "headers": {"User-Agent": UA, "Referer": "https://news.example/a?b=c"},
+    },
+    "returning": {"headers": {"User-Agent": UA, "Cookie": "_kuc=STORED; theme=dark"}},
+    "app webview": {
+        "headers": {"User-Agent": UA, "X-Requested-With": "com.example.app"},
+        "base_url": "https://site.example",
+    },
+    "language": {"headers": {"User-Agent": UA, "Accept-Language": "de-DE,de;q=0.9"}},
+    "prefetch": {"headers": {"User-Agent": UA, "Sec-Purpose": "prefetch"}},
+    "head": {"method": "HEAD", "headers": {"User-Agent": UA}},
+    "post": {"method": "POST", "data": {"field": "x"}, "headers": {"User-Agent": UA}},
+    "hostile names": {
+        "query_string": "force.redirect.offer=1&landing[id=77&%20ip=1.2.3.4&token=stolen",
+        "headers": {"User-Agent": UA, "Authorization": "Bearer secret"},
+    },
+    "non-ascii": {
+        "query_string": "q=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82",
+        "headers": {"User-Agent": "Ünïcode"},
+    },
+    "long header": {"headers": {"User-Agent": UA, "X-Padding": "p" * 8000}},
+}
+
+ANSWERS: dict[str, Any] = {
+    "own page": do_nothing(),
+    "own page with cookies": {
+        **do_nothing(), "cookies": {"k_a": "1", "k b": "x"}, "cookies_ttl": 3
+    },
+    "redirect": {**do_nothing(), "status": 302, "headers": ["Location: https://offer.example/?a=1"]},
+    "redirect, old kversion": {**do_nothing(), "headers": ["Location: market://details?id=x"]},
+    "page": {**do_nothing(), "body": "<h1>tracker</h1>", "headers": ["X-Extra: 1", "Bad Name: x"]},
+    "404 line": {**do_nothing(), "headers": ["HTTP/1.1 404 Not Found"]},
+    "image": {
+        **do_nothing(), "body": base64.b64encode(b"\x89PNG").decode(), "contentType": "image/png"
+    },
+    "invalid": ["not", "an", "object"],
+    "http 500": None,
+}  # fmt: skip
+
+
+def own_page(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The bare WSGI twin of the Flask view: the same status, headers and body."""
+    start_response(
+        "200 OK",
+        [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(OWN_PAGE)))],
+    )
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [OWN_PAGE]
+
+
+def _flask(url: str) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, KEITARO_TRACKER_URL=url)
+    KeitaroExtension(app)
+
+    @app.route("/lp", methods=["GET", "POST", "HEAD"])
+    @keitaro_campaign(TOKEN)
+    def landing() -> bytes:
+        return OWN_PAGE
+
+    return app
+
+
+def _comparable(response: TestResponse) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body; the state cookie's expiry second is the one thing let go."""
+    headers = []
+    for name, value in response.headers.items():
+        if name == "Set-Cookie" and value.startswith("_kst="):
+            signed = value.split(";", 1)[0].removeprefix("_kst=")
+            entries = URLSafeSerializer(SECRET, salt="flask-keitaro.click-state").loads(signed)
+            value = repr({key: {**entry, "e": "-"} for key, entry in entries.items()})
+        if name == "Set-Cookie" and "Max-Age=" in value:
+            value = value.split("; Expires=", 1)[0] + "; " + value.split("; ", 2)[-1]
+        headers.append((name, value))
+    return response.status_code, headers, response.get_data()
+
+
+def _visit(client: Client, spec: dict[str, Any]) -> TestResponse:
+    spec = dict(spec)
+    method = spec.pop("method", "GET")
+    return client.open("/lp", method=method, **spec)
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS))
+@pytest.mark.parametrize("visit", list(REQUESTS))
+def test_extension_and_middleware_agree(tracker: RecordingTracker, visit: str, answer: str) -> None:
+    app = _flask(tracker.url)
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+    )
+    responses = []
+    for door in (app, middleware):
+        if ANSWERS[answer] is None:
+            tracker.answer({"error": "down"}, status=500)
+        else:
+            tracker.answer(ANSWERS[answer])
+        responses.append(_visit(Client(door), REQUESTS[visit]))
+    flask_call, wsgi_call = tracker.calls
+    assert flask_call.form.items(multi=True) and list(flask_call.form.items(multi=True)) == list(
+        wsgi_call.form.items(multi=True)
+    )
+    assert flask_call.headers.get("Cookie") == wsgi_call.headers.get("Cookie")
+    assert flask_call.headers.get("Content-Length") == wsgi_call.headers.get("Content-Length")
+    assert _comparable(responses[0]) == _comparable(responses[1])
+    KeitaroExtension.close(app)
+    middleware.close()
