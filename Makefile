@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests example_site docs $(wildcard bench)
 
-.PHONY: demo test browser docs-tools docs lint typecheck pytest screenshots reliability clean
+.PHONY: demo test browser docs-tools tls-tools docs lint typecheck pytest screenshots reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,11 @@ docs-tools:
 docs: $(VENV)/.installed docs-tools
 	$(BIN)/sphinx-build -W -n --keep-going -b html docs docs/_build/html
 
-pytest: $(VENV)/.installed browser docs-tools
+# The openssl command for the TLS fault tests' certificate, when missing and installable.
+tls-tools:
+	.ci/ensure-openssl
+
+pytest: $(VENV)/.installed browser docs-tools tls-tools
 	$(BIN)/pytest
 
 test: lint typecheck docs pytest
@@ -53,8 +57,8 @@ screenshots: $(VENV)/.installed browser docs-tools
 	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py tests/test_docs_browser.py
 
 # The tracker fault matrix against a real gunicorn server; the report is kept in the docs.
-reliability: $(VENV)/.installed
+reliability: $(VENV)/.installed tls-tools
 	$(BIN)/python -m bench.reliability --write docs/reliability.txt
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis docs/_build
