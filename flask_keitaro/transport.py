@@ -166,11 +166,17 @@ class _DeadlineConnection(HTTPConnection):
                     source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
-                # The TLS handshake (one total timeout in CPython) gets what is left.
-                sock.settimeout(budget.remaining())
-                return sock
             except OSError as exc:
                 error = exc
+                continue
+            try:
+                # The TLS handshake (one total timeout in CPython) gets what is left.
+                sock.settimeout(budget.remaining())
+            except TimeoutError as exc:
+                sock.close()
+                error = exc
+                break
+            return sock
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
         raise NewConnectionError(self, f"cannot connect to {self.host} ({error})") from error
