@@ -245,7 +245,7 @@ ERRORS = [
         id="landings-without-landings",
     ),
     pytest.param(
-        lambda c: first_stream(c).update(action="show_html"),
+        lambda c: [first_stream(c).update(action="show_html"), first_stream(c).pop("landings")],
         ["stream 1117", "'html'", "needs it"],
         id="show-html-without-html",
     ),
@@ -263,6 +263,21 @@ ERRORS = [
         lambda c: c["campaigns"][0].update(cookies_ttl="1d"),
         ["campaign 1", "'cookies_ttl'", "integer"],
         id="bad-cookies-ttl",
+    ),
+    pytest.param(
+        lambda c: c["campaigns"][0]["streams"][1].update(html="<p>"),
+        ["stream 1118", "'html'", "not used by action 'location'"],
+        id="key-of-another-action",
+    ),
+    pytest.param(
+        lambda c: first_stream(c).update(filters=[{"mode": "accept"}]),
+        ["stream 1117", "'filters[0].name'", "missing"],
+        id="filter-without-name",
+    ),
+    pytest.param(
+        lambda c: c.update(postback_key="a/b"),
+        ["'postback_key'", "URL path segment"],
+        id="postback-key-with-a-slash",
     ),
     pytest.param(
         lambda c: c.update(seeds=1),
