@@ -13,8 +13,10 @@ import pytest
 import requests
 
 TOKEN = "cli-campaign-token-9876"
+POSTBACK_KEY = "cli-postback-key-5309"
 CONFIG = f"""
 secret = "cli-secret"
+postback_key = "{POSTBACK_KEY}"
 
 [[campaigns]]
 id = 3
@@ -36,7 +38,10 @@ def config_file(tmp_path: Path) -> Path:
 
 @contextmanager
 def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start the emulator on a free port; yield its base URL and the process."""
+    """Start the emulator on a free port; yield its base URL and the process.
+
+    The two banner lines are read; the first is checked against the config (one campaign).
+    """
     process = subprocess.Popen(
         [sys.executable, *args, "--port", "0"],
         stdout=subprocess.PIPE,
@@ -46,11 +51,13 @@ def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+)/click_api/v3", banner)
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/click_api/v3 \(1 campaign\), ", banner)
         assert match, (
             f"no banner: {banner!r}; stderr: {process.stderr.read() if process.stderr else ''}"
         )
-        yield match.group(1), process
+        url = match.group(1)
+        assert process.stdout.readline() == f"Postback URL: {url}/{POSTBACK_KEY}/postback\n"
+        yield url, process
     finally:
         process.terminate()
         process.communicate(timeout=10)
@@ -73,12 +80,20 @@ def test_cli_serves_real_requests_and_logs_no_token(command: list[str], config_f
         assert response.status_code == 200
         assert response.json()["body"] == "hello cli"
         assert requests.get(url + "/emulator/", timeout=5).status_code == 200
+        sub_id = response.json()["info"]["sub_id"]
+        conversion = requests.get(
+            f"{url}/{POSTBACK_KEY}/postback", params={"subid": sub_id, "status": "lead"}, timeout=5
+        )
+        assert conversion.json()["result"] == "created"
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "click campaign=3 stream=30" in stderr
+    assert f"postback sub_id={sub_id} status=lead result=created" in stderr
     assert "token=***" in stderr
+    assert '"GET /***/postback?subid=' in stderr
     assert TOKEN not in stderr
+    assert POSTBACK_KEY not in stderr
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ valid Unicode, so nothing the config holds can later break a JSON answer or a pa
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -102,10 +101,10 @@ class Where:
 
     def weight(self, value: object, key: str) -> float:
         """A finite number > 0 and <= :data:`MAX_WEIGHT`."""
+        # The range check is False for NaN and the infinities (and no float() of a huge int).
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
             or not 0 < value <= MAX_WEIGHT
         ):
             raise self.error(

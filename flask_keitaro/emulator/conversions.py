@@ -143,6 +143,8 @@ class Plan:
     action: str
     #: The conversion it updates or changes (``update`` and ``change`` only).
     target: Mapping[str, Any] | None = None
+    #: The target's status afterwards (``update`` and ``change`` only).
+    status: str = ""
     #: Why it is ignored (``ignore`` only).
     reason: str = ""
 
@@ -173,10 +175,11 @@ def plan(existing: Sequence[Mapping[str, Any]], postback: Postback) -> Plan:
         if status == "rebill":
             return Plan("ignore", reason="a rebill needs a sale on the click")
         return Plan("create")
-    if target["status"] == status:
-        return Plan("update", target)
+    # A rebill was made by a "sale" (or "rebill") postback: either again is the same status.
+    if target["status"] == status or (target["status"] == "rebill" and status == "sale"):
+        return Plan("update", target, status=target["status"])
     if (target["status"], status) in TRANSITIONS:
-        return Plan("change", target)
+        return Plan("change", target, status=status)
     return Plan("ignore", reason=f"a {target['status']} conversion cannot become {status}")
 
 
@@ -218,12 +221,12 @@ def new_conversion(
 
 
 def changed_conversion(
-    conversion: Mapping[str, Any], postback: Postback, now: float, params: dict[str, str]
+    step: Plan, postback: Postback, now: float, params: dict[str, str]
 ) -> dict[str, Any]:
-    """The fields of ``conversion`` that an ``update`` or ``change`` postback sets."""
-    status = postback.status
-    assert status is not None
-    old = conversion["status"]
+    """The fields of the conversion that an ``update`` or ``change`` step sets."""
+    conversion = step.target
+    assert conversion is not None  # plan() gives update and change a target
+    old, status = conversion["status"], step.status
     change = "updated" if old == status else f"{old} -> {status}"
     return {
         "updated": now,

@@ -320,7 +320,7 @@ class ClickEngine:
             result = "rebill" if step.action == "rebill" else "created"
             return outcome(result, f"conversion {row['id']} {result}: {row['status']}", row)
         target = step.target
-        changes = changed_conversion(target, postback, now, fields)
+        changes = changed_conversion(step, postback, now, fields)
         self.store.update_conversion(target["id"], changes)
         row = {**target, **changes}
         if step.action == "update":

@@ -48,6 +48,12 @@ class KeepAliveHandler(WSGIRequestHandler):
         # A small answer must not wait for the client's delayed ACK (Nagle's algorithm).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def handle_expect_100(self) -> bool:
+        # http.server answers "100 Continue" while parsing; writes are buffered here.
+        answered = super().handle_expect_100()
+        self.wfile.flush()
+        return answered
+
     def log_error(self, format: str, *args: Any) -> None:
         # An idle keep-alive connection timing out is routine, not an error.
         if format.startswith("Request timed out"):
@@ -115,9 +121,6 @@ class KeepAliveHandler(WSGIRequestHandler):
         if length > limit:
             self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return None
-        if self.headers.get("Expect", "").lower() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.wfile.flush()
         body = self.rfile.read(length) if length else b""
         if len(body) != length:  # the client went away mid-body
             self.close_connection = True
