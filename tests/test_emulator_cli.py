@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from flask_keitaro.emulator import create_app, get_state
+from flask_keitaro.emulator.server import banner
+
 TOKEN = "cli-campaign-token-9876"
 POSTBACK_KEY = "cli-postback-key-5309"
 CONFIG = f"""
@@ -118,3 +121,20 @@ def test_cli_exits_2_with_one_message_on_a_bad_config(command: list[str], tmp_pa
         "error: emulator config: campaign 3, stream 30, key 'action': unknown action 'show_txt' "
         "(known: location, meta, js, show_html, show_text, status404, do_nothing, landings)"
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "words"), [(0, "0 campaigns"), (1, "1 campaign"), (2, "2 campaigns")]
+)
+def test_the_banner_counts_campaigns_grammatically(count: int, words: str) -> None:
+    campaigns = [{"id": n, "token": f"token-{n}"} for n in range(1, count + 1)]
+    app = create_app({"postback_key": "k3y", "campaigns": campaigns})
+    try:
+        lines = banner(get_state(app), "http://127.0.0.1:1").splitlines()
+    finally:
+        get_state(app).close()
+    assert lines == [
+        f"Click API emulator: http://127.0.0.1:1/click_api/v3 ({words}), "
+        "click log page: http://127.0.0.1:1/emulator/",
+        "Postback URL: http://127.0.0.1:1/k3y/postback",
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from .app import MAX_REQUEST_BYTES, create_app, get_state
+from .app import MAX_REQUEST_BYTES, EmulatorState, create_app, get_state
 from .config import EmulatorConfigError
 from .wsgi_server import KeepAliveHandler, KeepAliveWSGIServer
 
@@ -62,8 +62,15 @@ def make_emulator_server(
     return KeepAliveWSGIServer(host, port, app, handler, max_body=MAX_REQUEST_BYTES)
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def banner(state: EmulatorState, url: str) -> str:
+    """The start-up lines: the Click API and click log URLs, then the postback URL."""
+    count = len(state.config.campaigns)
+    campaigns = f"{count} campaign" if count == 1 else f"{count} campaigns"
+    return (
+        f"Click API emulator: {url}/click_api/v3 ({campaigns}), click log page: {url}/emulator/\n"
+        # The key is a secret, but this is where the site's owner learns the URL to use.
+        f"Postback URL: {url}{state.postback_path}"
+    )
 
 
 #: Exit status for a config that is wrong (as ``argparse`` uses for bad arguments).
@@ -85,13 +92,7 @@ def serve(config: str, host: str = "127.0.0.1", port: int = 8099) -> int:
         print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     url = f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
-    print(
-        f"Click API emulator: {url}/click_api/v3 "
-        f"({_plural(len(state.config.campaigns), 'campaign')}), click log page: {url}/emulator/",
-        flush=True,
-    )
-    # The key is a secret, but this is where the site's owner learns the URL to use.
-    print(f"Postback URL: {url}{state.postback_path}", flush=True)
+    print(banner(state, url), flush=True)
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a process manager, a test harness) ends as cleanly as Ctrl-C does.
         signal.signal(signal.SIGTERM, _exit_on_signal)
