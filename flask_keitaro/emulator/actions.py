@@ -18,7 +18,9 @@ from .checks import Where
 from .macros import expand_html, expand_text, expand_url
 from .model import Target
 
+#: ``contentType`` of an HTML answer (and of an answer with no body).
 HTML = "text/html; charset=utf-8"
+#: ``contentType`` of a ``show_text`` answer.
 TEXT = "text/plain; charset=utf-8"
 
 

@@ -20,6 +20,7 @@ from .visitor import CallData, ip_address
 
 #: Filter modes: ``accept`` passes a visitor the filter matches, ``reject`` one it does not.
 MODES = ("accept", "reject")
+#: Scopes of the ``uniqueness`` filter.
 UNIQUENESS_SCOPES = ("campaign", "stream", "global")
 
 
