@@ -52,6 +52,17 @@ def config(*streams: dict[str, Any], **top: Any) -> dict[str, Any]:
     }
 
 
+#: The fallback stream of :func:`with_filter`.
+FALLBACK = 99
+
+
+def with_filter(flt: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """Stream 10 (intercepting) carries the filter ``flt``; stream 99 is the fallback."""
+    return config(
+        stream(10, type="intercepting", filters=[flt]), stream(FALLBACK, type="fallback"), **top
+    )
+
+
 @contextmanager
 def running(cfg: Any, clock: FakeClock | None = None) -> Iterator[ClickAPIEmulator]:
     """A started emulator for ``cfg``, stopped on exit."""
