@@ -60,6 +60,8 @@ nitpick_ignore = [
     ("py:class", "Keyword"),
     ("py:class", "SendParams"),
     ("py:class", "CampaignSpec"),
+    # What make_emulator_server returns: described in prose on the API page.
+    ("py:class", "flask_keitaro.emulator.wsgi_server.KeepAliveWSGIServer"),
     # The WSGI callable type of PEP 3333 (typeshed's name for it).
     ("py:class", "WSGIApplication"),
 ]
@@ -81,7 +83,7 @@ external_links: dict[str, str] = {
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
-python_modules = ("collections.abc", "os", "typing", "types", "ipaddress")
+python_modules = ("collections.abc", "os", "typing", "types", "ipaddress", "http.server")
 
 
 def link_external(
