@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from werkzeug.http import dump_cookie
 from werkzeug.urls import iri_to_uri
 
 from .config import is_token
@@ -30,6 +31,10 @@ FINAL_STATUSES = range(200, 600)
 #: The longest header line (name, colon, value) a visitor may be sent, in characters: what
 #: servers and proxies commonly accept for one header.
 MAX_HEADER_LINE = 8192
+
+#: The longest ``name=value`` of a cookie a visitor may be set, as sent (quoted): browsers keep
+#: 4096 bytes a cookie, attributes included, and the extension's attributes need the rest.
+MAX_COOKIE = 3840
 
 #: The Content-Type a visitor gets when the tracker's is missing or unusable.
 DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -76,6 +81,24 @@ def header_problem(name: str, value: str) -> str | None:
     if len(name) + len(value) + 2 > MAX_HEADER_LINE:
         return f"over {MAX_HEADER_LINE} characters"
     return value_problem(value)
+
+
+def cookie_problem(name: str, value: str) -> str | None:
+    """Why the tracker's cookie ``name=value`` cannot be set on a visitor, or ``None``.
+
+    The name must be an RFC 7230 token; the value holds no control character (werkzeug
+    quotes other characters, but not all of those) and, quoted, fits :data:`MAX_COOKIE`.
+    """
+    if not is_token(name):
+        return "not a cookie name"
+    if _URL_CONTROL.search(value):
+        return "a control character"
+    if (
+        len(value) + len(name) >= MAX_COOKIE
+        or len(dump_cookie(name, value, path=None)) > MAX_COOKIE
+    ):
+        return f"over {MAX_COOKIE} characters"
+    return None
 
 
 def location_uri(value: str) -> tuple[str | None, str | None]:

@@ -18,9 +18,10 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from . import signals
+from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
 from .client import ClickAPIClient, ClickOptions, is_reserved
-from .config import KeitaroConfig, SendParams, is_token, validate_send_params
+from .config import KeitaroConfig, SendParams, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
 from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
 from .replay import ReplayScope, to_response
@@ -337,8 +338,11 @@ class Pipeline:
         max_age = cookie_max_age(result.cookies_ttl)
         out = []
         for name, value in candidates:
-            if not is_token(name) or any(c in value for c in "\r\n\0"):
-                logger.warning("Dropped an invalid cookie from the tracker's answer: %.40r", name)
+            problem = cookie_problem(name, value)
+            if problem is not None:
+                logger.warning(
+                    "Dropped an invalid cookie from the tracker's answer: %.40r (%s)", name, problem
+                )
             elif visitor.cookies.get(name) != value:
                 out.append(SetCookie(name, value, max_age))
         return tuple(out)

@@ -321,6 +321,16 @@ FAULTS: list[Fault] = [
                                 ("10^400", 10**400, MAX_COOKIE_AGE),
                                 ("-5", -5, 3600), ("nan", "nan", 3600), ("[]", [], 3600))
     ),
+    Fault("cookie value with \\x1f", _acting(cookies={"offer": "a\x1fb", "ok": "1"}),
+          Expect("view", cookies={"offer": None, "ok": "ok=1"})),
+    Fault("cookie of 3840", _acting(cookies={"offer": "v" * 3834}),
+          Expect("view", cookies={"offer": "offer=" + "v" * 3834})),
+    Fault("cookie of 3841", _acting(cookies={"offer": "v" * 3835}),
+          Expect("view", cookies={"offer": None})),
+    Fault("cookie quoted to 3840", _acting(cookies={"offer": "ü" * 479}),
+          Expect("view", cookies={"offer": "offer="})),
+    Fault("cookie quoted to 3848", _acting(cookies={"offer": "ü" * 480}),
+          Expect("view", cookies={"offer": None})),
     # The site's own cookies and other domains
     Fault("cookies named like the site's own",
           _acting(cookies={"session": "x", "_kst": "x", "_kuc": "x", "offer": "1"}),
