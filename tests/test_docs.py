@@ -204,7 +204,10 @@ def test_code_in_the_docs_comes_from_examples_that_the_tests_use() -> None:
         and not any(part.startswith((".", "__")) for part in path.relative_to(EXAMPLES).parts)
     }
     assert examples == included, f"examples no page includes: {examples - included}"
-    exercised = (ROOT / "tests" / "test_docs_examples.py").read_text(encoding="utf-8")
+    exercised = "".join(
+        path.read_text(encoding="utf-8")
+        for path in sorted((ROOT / "tests").glob("test_docs_examples*.py"))
+    )
     for example in examples:
         assert example in exercised, f"docs/examples/{example} is not used by a test"
 

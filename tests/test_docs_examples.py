@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from flask_keitaro import KeitaroExtension
 from flask_keitaro.testing import ClickAPIEmulator
 
-from .docs_support import EXAMPLES, ROOT
+from .docs_support import BROWSER, EXAMPLES, ROOT, LoadExample
+from .docs_support import load_example as load_example  # a fixture
 
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0"
 CURL = "curl/8.5.0"
-
-LoadExample = Callable[[str], ModuleType]
-
-
-@pytest.fixture
-def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadExample]:
-    """Import ``docs/examples/<path>`` as a fresh module; its apps are closed afterwards."""
-    loaded: list[ModuleType] = []
-
-    def load(path: str) -> ModuleType:
-        name = "docs_example_" + path.removesuffix(".py").replace("/", "_")
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        # Flask finds the example's templates through the module in sys.modules.
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        loaded.append(module)
-        return module
-
-    yield load
-    for module in loaded:
-        app = getattr(module, "app", None)
-        if app is not None:
-            KeitaroExtension.close(app)
 
 
 @pytest.fixture

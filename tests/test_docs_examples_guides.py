@@ -1,0 +1,153 @@
+"""The guides' code examples run against the emulator, as a reader would run them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from flask_keitaro.testing import ClickAPIEmulator
+
+from .docs_support import BROWSER, EXAMPLES, LoadExample
+from .docs_support import load_example as load_example  # a fixture
+
+QUICKSTART_CAMPAIGNS = EXAMPLES / "quickstart" / "campaigns.toml"
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: a tracker that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClickAPIEmulator]:
+    """The quick start's campaigns, whose offer URL shows the button's ``sub_id_2``."""
+    config = QUICKSTART_CAMPAIGNS.read_text(encoding="utf-8").replace(
+        "?subid={subid}", "?subid={subid}&button={sub_id_2}"
+    )
+    with ClickAPIEmulator(config) as emulator:
+        monkeypatch.setenv("KEITARO_TRACKER_URL", emulator.url)
+        yield emulator
+
+
+def _offer_link(html: str) -> str:
+    return html.split('id="offer" href="')[1].split('"')[0].replace("&amp;", "&")
+
+
+# offer_links/app.py, offer_links/templates/landing.html
+
+
+def test_offer_links_in_a_template_go_through_the_tracker(
+    load_example: LoadExample, tracker: ClickAPIEmulator
+) -> None:
+    app = load_example("offer_links/app.py").app
+    page = app.test_client().get("/", headers={"User-Agent": BROWSER})
+    (click,) = tracker.clicks()
+    assert f"ref {click['sub_id']}" in page.text
+
+    link = _offer_link(page.text)
+    query = parse_qs(urlsplit(link).query)
+    assert link.startswith(tracker.url + "/?_lp=1&_token=")
+    assert query["sub_id_2"] == ["hero-button"]
+    offer = requests.get(link, allow_redirects=False, timeout=5)
+    assert offer.status_code == 302
+    assert offer.headers["Location"] == (
+        f"https://offer.example/?subid={click['sub_id']}&button=hero-button"
+    )
+    assert [c["sub_id"] for c in tracker.offer_clicks()] == [click["sub_id"]]
+
+
+def test_an_offer_link_made_in_a_view(load_example: LoadExample, tracker: ClickAPIEmulator) -> None:
+    app = load_example("offer_links/app.py").app
+    response = app.test_client().get("/go", headers={"User-Agent": BROWSER})
+    (click,) = tracker.clicks()
+    assert response.status_code == 302
+    offer = requests.get(response.headers["Location"], allow_redirects=False, timeout=5)
+    assert offer.headers["Location"] == (
+        f"https://offer.example/?subid={click['sub_id']}&button=go-button"
+    )
+
+
+def test_offer_links_fall_back_to_the_offer_when_the_tracker_is_down(
+    load_example: LoadExample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEITARO_TRACKER_URL", closed_port_url())
+    app = load_example("offer_links/app.py").app
+    client = app.test_client()
+
+    page = client.get("/", headers={"User-Agent": BROWSER})
+    assert page.status_code == 200
+    assert _offer_link(page.text) == "https://offer.example/"
+    assert "ref " not in page.text  # no click to show
+    go = client.get("/go", headers={"User-Agent": BROWSER})
+    assert (go.status_code, go.headers["Location"]) == (302, "https://offer.example/")
+
+
+# state/app.py
+
+
+def _visit(client: FlaskClient, path: str = "/") -> str:
+    return client.get(path, headers={"User-Agent": BROWSER}).text
+
+
+def test_a_returning_visitor_is_restored_without_a_call(
+    load_example: LoadExample, tracker: ClickAPIEmulator
+) -> None:
+    client = load_example("state/app.py").app.test_client()
+    first = _visit(client)
+    (click,) = tracker.clicks()
+    assert first == f"new click {click['sub_id']}"
+    assert _visit(client) == f"restored click {click['sub_id']}"
+    assert len(tracker.clicks()) == 1
+
+    client.set_cookie("_kst", "tampered." + client.get_cookie("_kst").value)
+    assert _visit(client).startswith("new click ")
+    assert len(tracker.clicks()) == 2
+
+
+def test_a_route_with_restore_off_clicks_on_every_visit(
+    load_example: LoadExample, tracker: ClickAPIEmulator
+) -> None:
+    client = load_example("state/app.py").app.test_client()
+    shown = [_visit(client, "/spin") for _ in range(3)]
+    assert shown == [f"click {click['sub_id']}" for click in tracker.clicks()]
+    assert len(set(shown)) == 3
+
+
+def test_a_link_back_from_the_offer_restores_its_click(
+    load_example: LoadExample, tracker: ClickAPIEmulator
+) -> None:
+    client = load_example("state/app.py").app.test_client()
+    assert _visit(client, "/?_subid=3f2a9c&_token=offer-token") == "restored click 3f2a9c"
+    assert _visit(client) == "restored click 3f2a9c"  # kept in the state
+    assert tracker.clicks() == []
+
+
+def test_a_rotated_key_still_restores_and_signs_again(
+    load_example: LoadExample, tracker: ClickAPIEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", "key-of-2025")
+    before = load_example("state/app.py").app.test_client()
+    _visit(before)
+    old_state = before.get_cookie("_kst").value
+
+    monkeypatch.setenv("SECRET_KEY", "key-of-2026")
+    monkeypatch.setenv("OLD_SECRET_KEYS", "key-of-2025")
+    after = load_example("state/app.py").app.test_client()
+    after.set_cookie("_kst", old_state)
+    (click,) = tracker.clicks()
+    response = after.get("/", headers={"User-Agent": BROWSER})
+    assert response.text == f"restored click {click['sub_id']}"
+    assert after.get_cookie("_kst").value != old_state  # written with the new key
+
+    monkeypatch.setenv("OLD_SECRET_KEYS", "")
+    without_fallback = load_example("state/app.py").app.test_client()
+    without_fallback.set_cookie("_kst", old_state)
+    assert _visit(without_fallback).startswith("new click ")
