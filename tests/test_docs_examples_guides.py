@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 
+from flask_keitaro import KeitaroExtension, TrackerError
 from flask_keitaro.testing import ClickAPIEmulator
 
-from .docs_support import BROWSER, EXAMPLES, LoadExample
+from .docs_support import BROWSER, EXAMPLES, LoadExample, section, source
 from .docs_support import load_example as load_example  # a fixture
 
 QUICKSTART_CAMPAIGNS = EXAMPLES / "quickstart" / "campaigns.toml"
@@ -151,3 +156,99 @@ def test_a_rotated_key_still_restores_and_signs_again(
     without_fallback = load_example("state/app.py").app.test_client()
     without_fallback.set_cookie("_kst", old_state)
     assert _visit(without_fallback).startswith("new click ")
+
+
+# failures/app.py
+
+
+@pytest.fixture
+def make_site(load_example: LoadExample) -> Iterator[Callable[..., Flask]]:
+    """``create_app`` of the fail modes example; the apps are closed afterwards."""
+    module = load_example("failures/app.py")
+    apps: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        apps.append(module.create_app(**config))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        KeitaroExtension.close(app)
+
+
+def _failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "flask_keitaro"]
+
+
+def test_fail_open_shows_the_page_without_a_click(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_site(KEITARO_TRACKER_URL=closed_port_url())
+    response = app.test_client().get("/", headers={"User-Agent": BROWSER})
+    assert (response.status_code, response.text) == (200, "<h1>The spring seed box</h1>")
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert "Set-Cookie" not in response.headers
+    (message,) = _failures(caplog)
+    assert message.startswith("Keitaro click failed (unreachable)")
+    assert "CAMPAIGN_TOKEN" not in message
+
+
+def test_fail_closed_answers_the_sites_own_503(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_site(KEITARO_TRACKER_URL=closed_port_url(), KEITARO_FAIL_MODE="closed")
+    response = app.test_client().get("/", headers={"User-Agent": BROWSER})
+    assert (response.status_code, response.text) == (503, "<h1>Back in a minute</h1>")
+    assert response.headers["Retry-After"] == "60"
+
+
+def test_a_disabled_click_api_is_a_failure_of_its_own_kind(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    config = QUICKSTART_CAMPAIGNS.read_text(encoding="utf-8").replace(
+        'name = "Quick start"', 'name = "Quick start"\nclick_api = false'
+    )
+    with ClickAPIEmulator(config) as emulator:
+        app = make_site(KEITARO_TRACKER_URL=emulator.url, KEITARO_FAIL_MODE="closed")
+        response = app.test_client().get("/", headers={"User-Agent": BROWSER})
+    assert response.status_code == 503
+    (message,) = _failures(caplog)
+    assert message.startswith("Keitaro click failed (disabled Click API)")
+
+
+def test_a_tracker_that_never_answers_times_out(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        app = make_site(KEITARO_TRACKER_URL=f"http://127.0.0.1:{port}", KEITARO_TIMEOUT=0.3)
+        started = time.monotonic()
+        response = app.test_client().get("/", headers={"User-Agent": BROWSER})
+        elapsed = time.monotonic() - started
+    assert (response.status_code, response.text) == (200, "<h1>The spring seed box</h1>")
+    assert elapsed < 5
+    (message,) = _failures(caplog)
+    assert message.startswith("Keitaro click failed (timeout)")
+
+
+def test_with_the_tracker_up_the_page_has_its_click(
+    make_site: Callable[..., Flask], tracker: ClickAPIEmulator
+) -> None:
+    app = make_site(KEITARO_TRACKER_URL=tracker.url, KEITARO_FAIL_MODE="closed")
+    response = app.test_client().get("/", headers={"User-Agent": BROWSER})
+    (click,) = tracker.clicks()
+    assert response.text.endswith(f"<p>ref {click['sub_id']}</p>")
+
+
+def test_the_failures_guide_lists_every_tracker_error_and_its_kind() -> None:
+    table = section(source("guides/failures.rst"), "What counts as a failure")
+    errors: list[type[TrackerError]] = []
+    pending: list[type[TrackerError]] = [TrackerError]
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        errors += [cls] if cls is not TrackerError else []
+    for error in errors:
+        row = re.search(rf"\* - :exc:`~flask_keitaro\.{error.__name__}`\n\s+- ``([^`]+)``", table)
+        assert row, f"{error.__name__} is not in the failures guide"
+        assert row.group(1) == error.kind, error.__name__

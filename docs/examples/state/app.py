@@ -1,4 +1,4 @@
-"""Click state: returning visitors restored, keys rotated, a route that always clicks."""
+"""Click state: returning visitors restored, keys rotated, always clicking."""
 
 from __future__ import annotations
 
