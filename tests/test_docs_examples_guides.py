@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from blinker import NamedSignal
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_keitaro import KeitaroExtension, TrackerError
+from flask_keitaro import KeitaroExtension, TrackerError, signals, visitor
 from flask_keitaro.testing import ClickAPIEmulator
 
 from .docs_support import BROWSER, EXAMPLES, LoadExample, section, source
@@ -38,6 +39,14 @@ def tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClickAPIEmulator]:
         "?subid={subid}", "?subid={subid}&button={sub_id_2}"
     )
     with ClickAPIEmulator(config) as emulator:
+        monkeypatch.setenv("KEITARO_TRACKER_URL", emulator.url)
+        yield emulator
+
+
+@pytest.fixture
+def quickstart_tracker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClickAPIEmulator]:
+    """The quick start's campaigns as they are."""
+    with ClickAPIEmulator(QUICKSTART_CAMPAIGNS) as emulator:
         monkeypatch.setenv("KEITARO_TRACKER_URL", emulator.url)
         yield emulator
 
@@ -252,3 +261,89 @@ def test_the_failures_guide_lists_every_tracker_error_and_its_kind() -> None:
         row = re.search(rf"\* - :exc:`~flask_keitaro\.{error.__name__}`\n\s+- ``([^`]+)``", table)
         assert row, f"{error.__name__} is not in the failures guide"
         assert row.group(1) == error.kind, error.__name__
+
+
+# signals/reporting.py
+
+
+def test_click_failures_go_to_the_error_reporter(
+    load_example: LoadExample, make_site: Callable[..., Flask]
+) -> None:
+    reporting = load_example("signals/reporting.py")
+    captured: list[tuple[str, dict[str, Any]]] = []
+    timings: list[tuple[str, float]] = []
+
+    def capture_message(message: str, **scope: Any) -> None:
+        captured.append((message, scope))
+
+    down = make_site(KEITARO_TRACKER_URL=closed_port_url())
+    reporting.init_click_reporting(down, capture_message, lambda *t: timings.append(t))
+    other = make_site(KEITARO_TRACKER_URL=closed_port_url())  # not reported: another app
+    for app in (down, down, other):
+        app.test_client().get("/", headers={"User-Agent": BROWSER})
+    assert [message for message, _ in captured] == ["Keitaro click failed: unreachable"] * 2
+    scope = captured[0][1]
+    assert scope["level"] == "warning"
+    assert scope["extras"]["status"] is None
+    assert "CAMPAIGN_TOKEN" not in repr(captured)
+    assert timings == []
+
+
+def test_a_set_up_mistake_is_an_error_and_a_click_is_timed(
+    load_example: LoadExample, make_site: Callable[..., Flask], tracker: ClickAPIEmulator
+) -> None:
+    reporting = load_example("signals/reporting.py")
+    captured: list[tuple[str, dict[str, Any]]] = []
+    timings: list[tuple[str, float]] = []
+
+    def capture_message(message: str, **scope: Any) -> None:
+        captured.append((message, scope))
+
+    app = make_site(KEITARO_TRACKER_URL=tracker.url)
+    reporting.init_click_reporting(app, capture_message, lambda *t: timings.append(t))
+    app.test_client().get("/", headers={"User-Agent": BROWSER})
+    ((name, seconds),) = timings
+    assert name == "keitaro.click" and 0 < seconds < 5
+
+    with ClickAPIEmulator({"campaigns": []}) as empty:  # no campaign has the token: 401
+        app = make_site(KEITARO_TRACKER_URL=empty.url)
+        reporting.init_click_reporting(app, capture_message, lambda *t: timings.append(t))
+        app.test_client().get("/", headers={"User-Agent": BROWSER})
+    ((message, scope),) = captured
+    assert message == "Keitaro click failed: rejected token"
+    assert (scope["level"], scope["extras"]["status"]) == ("error", 401)
+
+
+def test_the_signals_guide_lists_every_signal() -> None:
+    table = section(source("guides/signals.rst"), "Signals")
+    documented = re.findall(r"^   \* - :data:`~flask_keitaro\.signals\.(\w+)`", table, re.M)
+    sent = [name for name in vars(signals) if isinstance(getattr(signals, name), NamedSignal)]
+    assert documented == sent
+
+
+# The prefetch guide: its list of markers, and what its console session shows.
+
+
+def test_the_prefetch_guide_lists_every_marker() -> None:
+    table = section(source("guides/prefetch.rst"), "What counts as a prefetch")
+    documented = re.findall(r"^   \* - ``([\w-]+): ([\w]+)``", table, re.M)
+    assert {(name.lower(), value.lower()) for name, value in documented} == set(
+        visitor._PREFETCH_MARKERS
+    )
+    assert "* - method ``HEAD``" in table
+
+
+def test_a_prefetch_leaves_no_cookie_and_a_visit_does(
+    load_example: LoadExample, quickstart_tracker: ClickAPIEmulator
+) -> None:
+    client = load_example("quickstart/app.py").app.test_client(use_cookies=False)
+    prefetch = client.get("/", headers={"User-Agent": "curl/8.5.0", "Sec-Purpose": "prefetch"})
+    assert prefetch.headers.getlist("Set-Cookie") == []
+    assert prefetch.headers["Cache-Control"] == "private, no-store"
+    (click,) = quickstart_tracker.clicks()
+    assert click["params"]["prefetch"] == "1"
+    head = client.head("/", headers={"User-Agent": BROWSER})
+    assert head.headers.getlist("Set-Cookie") == []
+    visit = client.get("/", headers={"User-Agent": BROWSER})
+    names = sorted(c.split("=", 1)[0] for c in visit.headers.getlist("Set-Cookie"))
+    assert names == ["_kst", "_kuc"]
