@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +19,7 @@ import requests
 from blinker import NamedSignal
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from flask_keitaro import KeitaroExtension, TrackerError, signals, visitor
 from flask_keitaro.testing import ClickAPIEmulator
@@ -347,3 +353,95 @@ def test_a_prefetch_leaves_no_cookie_and_a_visit_does(
     visit = client.get("/", headers={"User-Agent": BROWSER})
     names = sorted(c.split("=", 1)[0] for c in visit.headers.getlist("Set-Cookie"))
     assert names == ["_kst", "_kuc"]
+
+
+# middleware/bare_wsgi.py
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], str]]:
+    """Serve a WSGI application on a free loopback port; returns its base URL."""
+    servers: list[Any] = []
+
+    def start(application: Any) -> str:
+        server = make_server("127.0.0.1", 0, application, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bare_wsgi_app_gets_its_click(
+    load_example: LoadExample, tracker: ClickAPIEmulator, serve: Callable[[Any], str]
+) -> None:
+    application = load_example("middleware/bare_wsgi.py").application
+    try:
+        base = serve(application)
+        visitor = requests.Session()
+        page = visitor.get(base + "/", headers={"User-Agent": BROWSER}, timeout=10)
+        (click,) = tracker.clicks()
+        assert page.text.endswith(f"<footer>ref {click['sub_id']}</footer>")
+        assert _offer_link(page.text).startswith(tracker.url + "/?_lp=1&_token=")
+        assert page.headers["Cache-Control"] == "private, no-store"
+        assert {"_kuc", "_kst"} <= set(visitor.cookies.keys())
+
+        again = visitor.get(base + "/", headers={"User-Agent": BROWSER}, timeout=10)
+        assert again.text == page.text  # restored from the state: no second click
+        go = requests.get(
+            base + "/go/spring", headers={"User-Agent": BROWSER}, allow_redirects=False, timeout=10
+        )
+        assert go.status_code == 302  # force_redirect_offer on the prefix
+        assert go.headers["Location"].startswith("https://offer.example/?subid=")
+        other = requests.get(base + "/about", headers={"User-Agent": BROWSER}, timeout=10)
+        assert other.text == "<h1>The spring seed box</h1>"  # no campaign: no click
+        assert "Cache-Control" not in other.headers
+        assert len(tracker.clicks()) == 2
+    finally:
+        application.close()
+
+
+# middleware/django_site/settings.py, urls.py, views.py, wsgi.py
+
+_DJANGO_DRIVER = """
+import json, threading, requests
+from werkzeug.serving import make_server
+from django_site.wsgi import application
+server = make_server("127.0.0.1", 0, application, threaded=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base = f"http://127.0.0.1:{server.server_port}/"
+out = []
+for agent in ("Mozilla/5.0 Chrome/124", "Googlebot/2.1"):
+    r = requests.get(base, headers={"User-Agent": agent}, allow_redirects=False, timeout=10)
+    out.append({"status": r.status_code, "text": r.text, "cookies": sorted(r.cookies.keys())})
+server.shutdown()
+print(json.dumps(out))
+"""
+
+
+def test_a_django_project_behind_the_middleware(tracker: ClickAPIEmulator) -> None:
+    pytest.importorskip("django")
+    result = subprocess.run(
+        [sys.executable, "-c", _DJANGO_DRIVER],
+        cwd=EXAMPLES / "middleware",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "django_site.settings",
+            "KEITARO_TRACKER_URL": tracker.url,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    browser, bot = json.loads(result.stdout)
+    click, bot_click = tracker.clicks()
+    assert browser["status"] == 200
+    assert browser["text"].endswith(f"<footer>ref {click['sub_id']}</footer>")
+    assert browser["cookies"] == ["_kst", "_kuc"]
+    assert (bot["status"], bot["text"]) == (200, "<h1>Acme Garden</h1>")  # the tracker's page
+    assert bot_click["is_bot"]
