@@ -404,7 +404,8 @@ def test_a_bare_wsgi_app_gets_its_click(
         application.close()
 
 
-# middleware/django_site/settings.py, urls.py, views.py, wsgi.py
+# middleware/django_site/settings.py, middleware/django_site/urls.py,
+# middleware/django_site/views.py, middleware/django_site/wsgi.py
 
 _DJANGO_DRIVER = """
 import json, threading, requests
