@@ -446,3 +446,21 @@ def test_a_django_project_behind_the_middleware(tracker: ClickAPIEmulator) -> No
     assert browser["cookies"] == ["_kst", "_kuc"]
     assert (bot["status"], bot["text"]) == (200, "<h1>Acme Garden</h1>")  # the tracker's page
     assert bot_click["is_bot"]
+
+
+# testing/campaigns.toml, testing/landing_site.py, testing/conftest.py, testing/test_landing.py
+
+
+def test_the_testing_guides_suite_passes_in_its_own_run() -> None:
+    """The guide's tests run with the plugin, from their own folder, as a user's suite."""
+    folder = EXAMPLES / "testing"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 passed" in result.stdout
