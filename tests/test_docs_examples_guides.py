@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -464,3 +465,64 @@ def test_the_testing_guides_suite_passes_in_its_own_run() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
+
+
+# deploying/wsgi.py, deploying/gunicorn.conf.py
+
+
+def test_the_site_runs_in_gunicorn_workers_sharing_the_click_state(
+    load_example: LoadExample, tracker: ClickAPIEmulator, tmp_path: Path
+) -> None:
+    pytest.importorskip("gunicorn")
+    conf = load_example("deploying/gunicorn.conf.py")
+    assert conf.worker_class == "gthread"
+    assert conf.timeout > 1 + 3  # above the call's deadline, FLASK_KEITARO_TIMEOUT below
+
+    log = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "BIND": "127.0.0.1:0",
+        "WEB_CONCURRENCY": "2",
+        "FLASK_SECRET_KEY": "one-key-for-every-worker",
+        "FLASK_KEITARO_TRACKER_URL": tracker.url,
+        "FLASK_KEITARO_TIMEOUT": "[1, 3]",
+        "FLASK_LANDING_TOKEN": "CAMPAIGN_TOKEN",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command, cwd=EXAMPLES / "deploying", env=env, stdout=out, stderr=out
+        )
+    try:
+        base = _wait_for_listening(log, server)
+        first = requests.get(base + "/", headers={"User-Agent": BROWSER}, timeout=10)
+        (click,) = tracker.clicks()
+        assert first.text.endswith(f"<footer>ref {click['sub_id']}</footer>")
+        # A new connection each time: any worker may answer; all restore the click.
+        for _ in range(6):
+            again = requests.get(
+                base + "/",
+                headers={"User-Agent": BROWSER, "Connection": "close"},
+                cookies=first.cookies,
+                timeout=10,
+            )
+            assert again.text == first.text
+        assert requests.get(base + "/healthz", timeout=10).text == "ok"
+        assert len(tracker.clicks()) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "Booting worker" in log.read_text()
+
+
+def _wait_for_listening(log: Path, server: subprocess.Popen[bytes]) -> str:
+    """The URL gunicorn says it listens at (it picked a free port)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
+        if match:
+            return match.group(1)
+        assert server.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError("gunicorn did not start: " + log.read_text())
