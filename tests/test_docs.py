@@ -216,3 +216,17 @@ def test_the_changelog_page_includes_changes_md() -> None:
     page = source("changelog.md")
     assert "```{include} ../CHANGES.md" in page
     assert (DOCS.parent / "CHANGES.md").is_file()
+
+
+# Every method of the official PHP client that a migrating site may call.
+PHP_CLIENT_METHODS = (
+    "sendAllParams sendUtmLabels param params keyword currentPageAsReferrer forceRedirectOffer"
+    " restoreFromSession restoreFromQuery getOffer getSubId getToken isBot isUnique"
+    " disableSessions debug showLog execute executeAndBreak getContent"
+).split()
+
+
+def test_the_migrating_guide_maps_every_php_client_method() -> None:
+    table = section(source("guides/migrating.rst"), "Method by method")
+    mapped = re.findall(r"^   \* - ``(?:new )?(\w+)\(", table, flags=re.MULTILINE)
+    assert not set(PHP_CLIENT_METHODS) - set(mapped), set(PHP_CLIENT_METHODS) - set(mapped)
