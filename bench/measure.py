@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 
 class Unavailable(Exception):
@@ -54,8 +55,7 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Plan:
 def run_main(name: str, main: Callable[[Plan], None], description: str) -> int:
     """Parse the command line, print a heading, run ``main``; a missing tool prints SKIP."""
     plan = parse_args(description)
-    mode = "quick" if plan.quick else "full"
-    print(f"== {name} ({mode}, {plan.rounds} rounds) == {machine()}", flush=True)
+    print(f"== {name} ({'quick' if plan.quick else 'full'}) == {machine()}", flush=True)
     try:
         main(plan)
     except Unavailable as exc:
@@ -115,10 +115,12 @@ def wall_ms(call: Callable[[], object]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def show(label: str, value: float, unit: str, spread: Sequence[float] = ()) -> None:
+def show(
+    label: str, value: float, unit: str = "", spread: Sequence[float] = (), digits: int = 1
+) -> None:
     """Print one absolute figure, with the range of its rounds when there are several."""
     extra = f"   (rounds {min(spread):.1f}..{max(spread):.1f})" if len(spread) > 1 else ""
-    print(f"  {label:<44} {value:10.1f} {unit}{extra}", flush=True)
+    print(f"  {label:<44} {value:10.{digits}f} {unit}{extra}".rstrip(), flush=True)
 
 
 def target(label: str, value: float, limit: float, *, at_most: bool = True, unit: str = "") -> bool:
@@ -126,7 +128,9 @@ def target(label: str, value: float, limit: float, *, at_most: bool = True, unit
     passed = value <= limit if at_most else value >= limit
     sign = "<=" if at_most else ">="
     verdict = "PASS" if passed else "FAIL"
-    print(f"TARGET {label}: {value:.2f}{unit} (target {sign} {limit:g}{unit}) {verdict}", flush=True)
+    print(
+        f"TARGET {label}: {value:.2f}{unit} (target {sign} {limit:g}{unit}) {verdict}", flush=True
+    )
     return passed
 
 
@@ -135,7 +139,7 @@ def note(text: str) -> None:
     print(f"  {text}", flush=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop a benchmark whose measurement is not valid (a broken setup, not a slow result)."""
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)

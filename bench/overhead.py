@@ -46,7 +46,9 @@ def main(plan: Plan) -> None:
         before = stub.mark()
         samples = alternate(
             {
-                "(a) decorated view": lambda: cpu_per_call_us(lambda: visit(web, new_visitor), batch),
+                "(a) decorated view": lambda: cpu_per_call_us(
+                    lambda: visit(web, new_visitor), batch
+                ),
                 "(b) undecorated view": lambda: cpu_per_call_us(lambda: visit(web, plain), batch),
                 "(c) bare urllib3 POST + json.loads": lambda: cpu_per_call_us(bare_call, batch),
             },

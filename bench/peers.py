@@ -94,14 +94,13 @@ class DelayProxy:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
+        # A cancelled handler (the proxy stopping) would be reported by asyncio as an error.
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(
                 self._pipe(client_reader, upstream_writer, handshake_done),
                 self._pipe(upstream_reader, client_writer, 0.0),
                 return_exceptions=True,
             )
-        except asyncio.CancelledError:
-            pass  # the proxy is stopping; asyncio would report a cancelled handler as an error
         for writer in (client_writer, upstream_writer):
             writer.close()
 

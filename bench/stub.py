@@ -183,7 +183,15 @@ class StubTracker:
                 )
             )
             process = subprocess.Popen(
-                [self.nginx, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(config)],
+                [
+                    self.nginx,
+                    "-p",
+                    str(self.dir),
+                    "-e",
+                    str(self.dir / "error.log"),
+                    "-c",
+                    str(config),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
