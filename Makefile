@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy --strict flask_keitaro
+	$(BIN)/mypy --strict flask_keitaro tests/typecheck_views.py
 
 # Debian's Chromium for the browser tests, when missing and installable (root with apt-get).
 browser:
