@@ -220,10 +220,27 @@ def test_the_changelog_page_includes_changes_md() -> None:
 
 # Every method of the official PHP client that a migrating site may call.
 PHP_CLIENT_METHODS = (
-    "sendAllParams sendUtmLabels param params keyword currentPageAsReferrer forceRedirectOffer"
-    " restoreFromSession restoreFromQuery getOffer getSubId getToken isBot isUnique"
-    " disableSessions debug showLog execute executeAndBreak getContent"
-).split()
+    "sendAllParams",
+    "sendUtmLabels",
+    "param",
+    "params",
+    "keyword",
+    "currentPageAsReferrer",
+    "forceRedirectOffer",
+    "restoreFromSession",
+    "restoreFromQuery",
+    "getOffer",
+    "getSubId",
+    "getToken",
+    "isBot",
+    "isUnique",
+    "disableSessions",
+    "debug",
+    "showLog",
+    "execute",
+    "executeAndBreak",
+    "getContent",
+)
 
 
 def test_the_migrating_guide_maps_every_php_client_method() -> None:

@@ -526,3 +526,45 @@ def _wait_for_listening(log: Path, server: subprocess.Popen[bytes]) -> str:
         assert server.poll() is None, log.read_text()
         time.sleep(0.05)
     raise AssertionError("gunicorn did not start: " + log.read_text())
+
+
+# proxy/behind_proxy.py, proxy/behind_cdn.py
+
+PROXY = {"REMOTE_ADDR": "10.0.0.2"}  # the proxy's own address, as the socket shows it
+
+
+def _ip_sent(app: Flask, tracker: ClickAPIEmulator, headers: dict[str, str]) -> str:
+    app.test_client().get("/", headers={"User-Agent": BROWSER, **headers}, environ_base=PROXY)
+    return str(tracker.clicks()[-1]["ip"])
+
+
+def test_behind_a_proxy_the_tracker_gets_the_address_the_proxy_saw(
+    load_example: LoadExample, quickstart_tracker: ClickAPIEmulator
+) -> None:
+    app = load_example("proxy/behind_proxy.py").app
+    # The visitor wrote the first entry; the proxy appended the address it saw.
+    forwarded = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7", "X-Forwarded-Proto": "https"}
+    assert _ip_sent(app, quickstart_tracker, forwarded) == "198.51.100.7"
+    click = quickstart_tracker.clicks()[-1]
+    assert click["params"]["uri"].startswith("https://")
+    response = app.test_client().get(
+        "/", headers={"User-Agent": BROWSER, **forwarded}, environ_base=PROXY
+    )
+    assert all("Secure" in line for line in response.headers.getlist("Set-Cookie"))
+
+
+def test_without_proxyfix_a_visitors_header_changes_nothing(
+    load_example: LoadExample, quickstart_tracker: ClickAPIEmulator
+) -> None:
+    app = load_example("quickstart/app.py").app
+    spoofed = {"X-Forwarded-For": "6.6.6.6", "CF-Connecting-IP": "6.6.6.6"}
+    assert _ip_sent(app, quickstart_tracker, spoofed) == "10.0.0.2"
+
+
+def test_behind_a_cdn_its_header_names_the_visitor(
+    load_example: LoadExample, quickstart_tracker: ClickAPIEmulator
+) -> None:
+    app = load_example("proxy/behind_cdn.py").app
+    cdn = {"CF-Connecting-IP": "198.51.100.7", "X-Forwarded-For": "6.6.6.6"}
+    assert _ip_sent(app, quickstart_tracker, cdn) == "198.51.100.7"
+    assert _ip_sent(app, quickstart_tracker, {"CF-Connecting-IP": "not-an-ip"}) == "10.0.0.2"

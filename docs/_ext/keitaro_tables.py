@@ -15,13 +15,19 @@ Four directives:
 ``keitaro-decisions``
     Tracker answers (one JSON object a line, as content) with what the visitor gets, as the
     client's own decision rule computes it.
+``keitaro-benchmarks``
+    Each benchmark ``make bench`` runs, in its order, with what its module's docstring says
+    it measures (``bench/*.py``, read without importing them).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -30,6 +36,7 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from bench import BENCHMARKS
 from flask_keitaro.client import RESERVED_FIELDS, ClickOptions, build_fields
 from flask_keitaro.config import DEFAULTS, KeitaroConfig, key_name
 from flask_keitaro.pipeline import Route
@@ -135,6 +142,25 @@ def decision(answer: dict[str, Any]) -> tuple[bool, str]:
     return True, gets
 
 
+def benchmark_rows(bench_dir: Path) -> list[tuple[str, str]]:
+    """``(name, what it measures)`` of each benchmark, from its module's docstring.
+
+    The docstring's summary line (without its "Benchmark N, name:"), then its other
+    paragraphs, without the sentence that says how to run it.
+    """
+    rows = []
+    for name in BENCHMARKS:
+        source = (bench_dir / f"{name}.py").read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+        body = " ".join(paragraphs[1:])
+        # "``python -m bench.x [--quick]``." or "Run: ``...``": how to run it, said on the page.
+        body = re.sub(r"^(Run: )?``[^`]*``(\s*\([^)]*\))?\.\s*", "", body)
+        summary = re.sub(r"^Benchmark \d+, [\w ]+: ", "", paragraphs[0]).rstrip(".")
+        rows.append((name, f"{summary[:1].upper()}{summary[1:]}. {body}".strip()))
+    return rows
+
+
 def _literal(text: str) -> str:
     return "``" + text.replace("`", "'") + "``"
 
@@ -214,10 +240,20 @@ class Decisions(_TableDirective):
         return self.render(("the tracker answers", "acted", "the visitor gets"), rows, "52 10 38")
 
 
+class Benchmarks(_TableDirective):
+    """``.. keitaro-benchmarks::``: every benchmark and what it measures."""
+
+    def run(self) -> list[nodes.Node]:
+        bench_dir = Path(self.env.srcdir).parent / "bench"
+        rows = [(f"``python -m bench.{name}``", text) for name, text in benchmark_rows(bench_dir)]
+        return self.render(("benchmark", "what it measures, and its target"), rows, "24 76")
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the directives."""
     app.add_directive("keitaro-call-fields", CallFields)
     app.add_directive("keitaro-reserved-fields", ReservedFields)
     app.add_directive("keitaro-settings", Settings)
     app.add_directive("keitaro-decisions", Decisions)
+    app.add_directive("keitaro-benchmarks", Benchmarks)
     return {"parallel_read_safe": True}
