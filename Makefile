@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests example_site docs $(wildcard bench)
 
-.PHONY: demo test browser docs-tools bench-tools docs lint typecheck pytest bench bench-smoke \
+.PHONY: demo test browser docs-tools bench-tools docs lint typecheck pytest bench bench-record bench-smoke \
 	screenshots clean
 
 $(BIN)/python:
@@ -54,6 +54,13 @@ bench-tools:
 # Every benchmark in full (about ten minutes): figures, and targets marked PASS or FAIL.
 bench: $(VENV)/.installed bench-tools
 	$(BIN)/python -m bench
+
+# Every benchmark in full, its output recorded for the docs' Performance page.
+# Written whole, or not at all when a benchmark crashed (about ten minutes, quiet until done).
+bench-record: $(VENV)/.installed bench-tools
+	$(BIN)/python -m bench > docs/measurements/bench.txt.new
+	mv docs/measurements/bench.txt.new docs/measurements/bench.txt
+	cat docs/measurements/bench.txt
 
 # Every benchmark with --quick (under a minute), so the scripts never rot; targets not enforced.
 bench-smoke: $(VENV)/.installed bench-tools
