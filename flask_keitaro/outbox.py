@@ -176,38 +176,38 @@ class Outbox:
         )
         return Claim(record, token)
 
-    def due(self, *, all_pending: bool = False, limit: int = 1000) -> list[int]:
-        """Ids of unclaimed rows due now (with ``all_pending``: due or not), oldest first."""
-        now = self._clock()
-        horizon = float("inf") if all_pending else now
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT id FROM postbacks WHERE next_attempt <= ?"
-                " AND (claim_until IS NULL OR claim_until <= ?) ORDER BY next_attempt, id LIMIT ?",
-                (horizon, now, limit),
-            ).fetchall()
-        return [row_id for (row_id,) in rows]
+    def claim_next(self, after: int = 0, *, all_pending: bool = False) -> Claim | None:
+        """Take the first row past id ``after`` that is due and unclaimed, to send it.
 
-    def claim(self, row_id: int) -> Claim | None:
-        """Take row ``row_id`` to send it, unless it is gone or another process holds it.
-
-        The claim and the attempt count are one ``UPDATE``: of several processes racing for a
-        row, one gets it.
+        With ``all_pending`` a row is taken whether its back-off is over or not. The look-up,
+        the claim and the attempt count are one transaction: of several processes asking at
+        once, each gets another row. ``None`` when no row is left.
         """
         now = self._clock()
+        horizon = float("inf") if all_pending else now
         token = _claim_token()
         with self._connect() as db:
-            cursor = db.execute(
-                "UPDATE postbacks SET claim = ?, claim_until = ?, attempts = attempts + 1"
-                " WHERE id = ? AND (claim_until IS NULL OR claim_until <= ?)",
-                (token, now + self.lease, row_id, now),
-            )
-            if cursor.rowcount != 1:
-                return None
-            row = db.execute(
-                f"SELECT {_COLUMNS} FROM postbacks WHERE id = ? AND claim = ?", (row_id, token)
-            ).fetchone()
-        return None if row is None else Claim(_record(row), token)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                found = db.execute(
+                    "SELECT min(id) FROM postbacks WHERE id > ? AND next_attempt <= ?"
+                    " AND (claim_until IS NULL OR claim_until <= ?)",
+                    (after, horizon, now),
+                ).fetchone()[0]
+                if found is not None:
+                    db.execute(
+                        "UPDATE postbacks SET claim = ?, claim_until = ?,"
+                        " attempts = attempts + 1 WHERE id = ?",
+                        (token, now + self.lease, found),
+                    )
+                    row = db.execute(
+                        f"SELECT {_COLUMNS} FROM postbacks WHERE id = ?", (found,)
+                    ).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return None if found is None else Claim(_record(row), token)
 
     def delivered(self, claim: Claim) -> bool:
         """Delete the claimed row: the tracker has it. ``False`` if the claim was lost."""

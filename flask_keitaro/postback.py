@@ -232,12 +232,13 @@ class PostbackClient:
         if self.outbox is None:
             return FlushResult(0, 0)
         delivered = failed = 0
-        for row_id in self.outbox.due(all_pending=all_pending):
-            if self._closed:
-                break
-            claim = self.outbox.claim(row_id)
+        last = 0
+        while not self._closed:
+            claim = self.outbox.claim_next(last, all_pending=all_pending)
             if claim is None:
-                continue
+                break
+            assert claim.record.id is not None
+            last = claim.record.id
             conversion = claim.record.conversion
             error = post_fields(self._url, conversion.fields(), self.timeout, self.verify)
             if error is None:
