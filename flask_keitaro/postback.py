@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import signals
+from .config import KeitaroConfig, outbox_path
 from .conversion import Conversion
 from .delivery import checked_url, deliver, post_fields
-from .errors import PostbackError, TrackerError, postback_url_hint
+from .errors import ConfigurationError, PostbackError, TrackerError, postback_url_hint
 from .outbox import Claim, Outbox, OutboxError, PostbackRecord, RetryPolicy
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "PostbackResult",
     "RetryPolicy",
     "deliver",
+    "from_config",
+    "report",
     "threads_available",
 ]
 
@@ -344,6 +347,8 @@ class PostbackClient:
             except Exception as exc:  # the thread must outlive a bad moment of the disk
                 logger.error("Keitaro postback delivery thread: %s", type(exc).__name__)
                 when = time.time() + MAX_IDLE
+            if self._closed:  # close() may have set the wake-up just before it was cleared
+                break
             self._wake.wait(min(max(when - time.time(), 0.01), MAX_IDLE))
         with self._lock:
             self._thread = None
@@ -354,3 +359,55 @@ class PostbackClient:
         self._wake = threading.Event()
         self._thread = None
         self._checked_pending = False
+
+
+def from_config(config: KeitaroConfig, base_dir: str, sender: Any) -> PostbackClient | None:
+    """The postback client of an app (or a middleware); ``None`` without a postback URL.
+
+    A relative ``KEITARO_POSTBACK_OUTBOX`` is under ``base_dir`` (the app's instance folder).
+    Postbacks take the click path's timeouts and TLS settings.
+    """
+    if config.postback_url is None:
+        return None
+    return PostbackClient(
+        config.postback_url,
+        outbox=outbox_path(config.postback_outbox, base_dir),
+        timeout=config.timeout,
+        verify=config.verify_ssl,
+        sender=sender,
+    )
+
+
+def report(
+    client: PostbackClient | None,
+    enabled: bool,
+    sub_id: str | None,
+    status: str = "lead",
+    *,
+    of_click: bool = False,
+    **options: Any,
+) -> PostbackResult:
+    """The one way a door (the extension, the middleware, a click) reports a conversion.
+
+    The arguments are checked first (``ValueError``), whatever else holds. Then: switched off
+    (``KEITARO_ENABLED = False``) is ``skipped``; a click that did not happen (``of_click``
+    with no ``sub_id``: the tracker was down) is ``skipped`` and logged; no postback URL is a
+    :exc:`~flask_keitaro.ConfigurationError`; otherwise :meth:`PostbackClient.send`.
+    """
+    missing = of_click and sub_id is None
+    # A missing click's arguments are checked too, with a stand-in sub_id.
+    given: Any = "-" if missing else sub_id
+    conversion = Conversion.make(given, status, **options)
+    if not enabled:
+        return PostbackResult("skipped", conversion, reason="KEITARO_ENABLED is False")
+    if missing:
+        logger.warning("Keitaro postback skipped: the request has no click (%s)", status)
+        return PostbackResult("skipped", None, reason="the request has no click")
+    if client is None:
+        raise ConfigurationError(
+            "KEITARO_POSTBACK_URL",
+            None,
+            "is needed to send postbacks: the URL Keitaro shows under Maintenance -> Postback"
+            " URL, https://tracker.example.com/<postback key>/postback",
+        )
+    return client.send(conversion)
