@@ -144,8 +144,8 @@ def deliver(
 ) -> None:
     """Send one conversion to the postback ``url``; return once the tracker acknowledged it.
 
-    A plain function for a task queue: ``conversion`` may be a :class:`Conversion` or its
-    :meth:`~Conversion.to_dict` (JSON-friendly). No outbox is used. Raises ``ValueError``
+    A plain function for a task queue: ``conversion`` may be a :class:`~flask_keitaro.Conversion` or its
+    :meth:`~flask_keitaro.Conversion.to_dict` (JSON-friendly). No outbox is used. Raises ``ValueError``
     for a bad conversion, :exc:`~flask_keitaro.ConfigurationError` for a bad URL, and a
     :exc:`~flask_keitaro.TrackerError` (``TrackerTimeout``, ``TrackerUnavailable``,
     ``InvalidTrackerResponse``) when the tracker did not take it — never with the URL in it.

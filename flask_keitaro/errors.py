@@ -17,7 +17,7 @@ def postback_url_hint(url: str) -> str:
     """A postback URL with its key masked, as logs, messages and the CLI show it.
 
     ``https://tracker.example.com/k3y9abcd/postback`` -> ``https://tracker.example.com/...abcd/postback``
-    (the key's last 4 characters, as :func:`token_hint` shows a token). Credentials, the query
+    (the key's last 4 characters, as ``token_hint`` shows of a token). Credentials, the query
     and the fragment are left out; a URL without a ``/<key>/postback`` path shows no path.
     """
     try:

@@ -106,7 +106,7 @@ class PostbackResult:
 
 @dataclass(frozen=True)
 class FlushResult:
-    """What :meth:`PostbackClient.flush` did: rows delivered, rows that failed again."""
+    """What :meth:`~flask_keitaro.PostbackClient.flush` did: rows delivered, rows that failed again."""
 
     delivered: int
     failed: int
@@ -125,7 +125,7 @@ class PostbackClient:
     :param retry: the back-off between delivery attempts.
     :param lease: seconds a process holds a row it sends; more than a delivery can take.
     :param threads: ``False`` never starts the delivery thread (the default: whether
-        :func:`threads_available`).
+        :func:`~flask_keitaro.postback.threads_available`).
     """
 
     def __init__(

@@ -28,13 +28,13 @@ click_failed = _signals.signal("keitaro-click-failed")
 click_restored = _signals.signal("keitaro-click-restored")
 
 #: Sent when a conversion's first delivery failed and it waits in the outbox to be retried,
-#: with ``postback`` (a :class:`~flask_keitaro.postback.PostbackRecord`: the conversion, its
+#: with ``postback`` (a :class:`~flask_keitaro.outbox.PostbackRecord`: the conversion, its
 #: outbox ``id``, ``attempts``, ``next_attempt``) and ``error`` (the
 #: :class:`~flask_keitaro.errors.TrackerError`). Neither holds the postback key.
 postback_queued = _signals.signal("keitaro-postback-queued")
 
 #: Sent when the tracker acknowledged a conversion, at once or from the outbox, with
-#: ``postback`` (a :class:`~flask_keitaro.postback.PostbackRecord`).
+#: ``postback`` (a :class:`~flask_keitaro.outbox.PostbackRecord`).
 postback_delivered = _signals.signal("keitaro-postback-delivered")
 
 #: Sent when a retry from the outbox failed (the conversion stays queued; ``postback``
