@@ -95,7 +95,7 @@ def post_fields(
             failure = "unreachable"
             if attempt == 1 and caused_by(exc, _QUICK_FAILURES):
                 continue
-        except requests.RequestException as exc:
+        except Exception as exc:  # no failure of the call may reach a view as a 500
             failure = f"failed ({type(exc).__name__})"
         break
     if status is None:
@@ -144,9 +144,10 @@ def deliver(
 ) -> None:
     """Send one conversion to the postback ``url``; return once the tracker acknowledged it.
 
-    A plain function for a task queue: ``conversion`` may be a :class:`~flask_keitaro.Conversion` or its
-    :meth:`~flask_keitaro.Conversion.to_dict` (JSON-friendly). No outbox is used. Raises ``ValueError``
-    for a bad conversion, :exc:`~flask_keitaro.ConfigurationError` for a bad URL, and a
+    A plain function for a task queue: ``conversion`` may be a
+    :class:`~flask_keitaro.Conversion` or its :meth:`~flask_keitaro.Conversion.to_dict`
+    (JSON-friendly). No outbox is used. Raises ``ValueError`` for a bad conversion,
+    :exc:`~flask_keitaro.ConfigurationError` for a bad URL, and a
     :exc:`~flask_keitaro.TrackerError` (``TrackerTimeout``, ``TrackerUnavailable``,
     ``InvalidTrackerResponse``) when the tracker did not take it — never with the URL in it.
     """

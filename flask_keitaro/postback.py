@@ -106,7 +106,7 @@ class PostbackResult:
 
 @dataclass(frozen=True)
 class FlushResult:
-    """What :meth:`~flask_keitaro.PostbackClient.flush` did: rows delivered, rows that failed again."""
+    """What :meth:`~flask_keitaro.PostbackClient.flush` did: conversions delivered, and failed."""
 
     delivered: int
     failed: int
@@ -345,7 +345,8 @@ class PostbackClient:
                         return
                     self._wake.clear()
             except Exception as exc:  # the thread must outlive a bad moment of the disk
-                logger.error("Keitaro postback delivery thread: %s", type(exc).__name__)
+                shown = exc if isinstance(exc, OutboxError) else type(exc).__name__
+                logger.error("Keitaro postback delivery thread: %s", shown)
                 when = time.time() + MAX_IDLE
             if self._closed:  # close() may have set the wake-up just before it was cleared
                 break
