@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +38,8 @@ class PostbackReceiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        #: Called with each postback as it arrives, before it is answered (or held).
+        self.on_receive: Callable[[Received], None] | None = None
         self._status = 200
         self._hang = threading.Event()
         self._release = threading.Event()
@@ -110,6 +113,8 @@ class PostbackReceiver:
             self.received.append(call)
             self._seen[subid] += 1
             first_retry = subid.startswith("retry-") and self._seen[subid] == 1
+        if self.on_receive is not None:
+            self.on_receive(call)
         if self._hang.is_set() and not first_retry:
             self._release.wait(30)
             handler.close_connection = True
