@@ -7,6 +7,7 @@ import logging
 import sys
 import types
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -324,3 +325,35 @@ def test_logging_never_shows_the_key(
     messages = [r.getMessage() for r in caplog.records if r.name == "flask_keitaro"]
     assert any("queued" in m for m in messages) and any("delivered" in m for m in messages)
     assert not [m for m in messages if KEY in m]
+
+
+def test_conversions_reach_the_emulator_as_keitaro_takes_them(
+    keitaro_emulator: Any, tmp_path: Path
+) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="s",
+        KEITARO_TRACKER_URL=keitaro_emulator.url,
+        KEITARO_POSTBACK_URL=keitaro_emulator.postback_url,
+        KEITARO_POSTBACK_OUTBOX=str(tmp_path / "outbox.sqlite3"),
+    )
+    KeitaroExtension(app)
+
+    @app.route("/")
+    @keitaro_campaign("test-campaign-token")
+    def landing() -> str:
+        lead = current_click.postback("lead", payout="2.50", currency="usd")
+        sale = current_click.postback("sale", payout=Decimal("12.5"), tid="order-1")
+        return f"{lead.outcome} {sale.outcome}"
+
+    try:
+        page = app.test_client().get("/", headers={"User-Agent": "Mozilla/5.0 Chrome/124"})
+    finally:
+        KeitaroExtension.close(app)
+    assert page.text == "delivered delivered"
+    (click,) = keitaro_emulator.clicks()
+    (conversion,) = keitaro_emulator.conversions()
+    assert conversion["sub_id"] == click["sub_id"]
+    assert conversion["status"] == "sale"  # lead -> sale, one conversion
+    assert [step["status"] for step in conversion["history"]] == ["lead", "sale"]
+    assert keitaro_emulator.postback_url.split("/")[-2] not in repr(app.extensions["keitaro"])
