@@ -10,6 +10,7 @@ from .errors import (
     ConfigurationError,
     InvalidTrackerResponse,
     KeitaroError,
+    PostbackError,
     TrackerError,
     TrackerTimeout,
     TrackerUnavailable,
@@ -17,8 +18,17 @@ from .errors import (
 from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
+from .postback import Conversion, PostbackClient, PostbackResult
 from .result import Click, ClickInfo, ClickResult
-from .signals import click_failed, click_requested, click_restored, click_succeeded
+from .signals import (
+    click_failed,
+    click_requested,
+    click_restored,
+    click_succeeded,
+    postback_delivered,
+    postback_failed,
+    postback_queued,
+)
 from .visitor import Visitor
 
 __all__ = [
@@ -30,10 +40,14 @@ __all__ = [
     "ClickOptions",
     "ClickResult",
     "ConfigurationError",
+    "Conversion",
     "InvalidTrackerResponse",
     "KeitaroError",
     "KeitaroExtension",
     "KeitaroMiddleware",
+    "PostbackClient",
+    "PostbackError",
+    "PostbackResult",
     "Route",
     "TrackerError",
     "TrackerTimeout",
@@ -46,5 +60,8 @@ __all__ = [
     "click_succeeded",
     "current_click",
     "keitaro_campaign",
+    "postback_delivered",
+    "postback_failed",
+    "postback_queued",
     "token_from_config",
 ]
