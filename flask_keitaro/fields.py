@@ -9,8 +9,7 @@ Keitaro is PHP behind nginx, so the call must parse there whatever the visitor s
   :data:`MAX_FIELDS` fields, no header line over :data:`MAX_HEADER_LINE` bytes and a body of
   at most :data:`MAX_BODY` bytes. What a visitor sends past them is dropped or cut here,
   never left to make the call fail (a failed call lets the visitor through to the landing);
-* the site's private data stays here: its session and state cookies, credentials and
-  credential-like cookies and headers (:func:`is_private_name`).
+* the site's private data stays here (:mod:`flask_keitaro.forwarding`).
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from itertools import chain
 from urllib.parse import quote_plus
 
-from .config import SendParams, is_token
+from .config import SendParams
+from .forwarding import Forwarding, forwarded_cookies, header_forwardable
 from .visitor import Visitor
 
 logger = logging.getLogger("flask_keitaro")
@@ -80,25 +80,6 @@ VALUE_LIMITS = {"uri": 8192, "uniqueness_cookie": 4096}
 
 _COOKIE_ROOM = MAX_HEADER_LINE - len("Cookie: ")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-# The private-name rule: a name containing one of these, or having one of the parts as a
-# whole part (split on - _ .), is a credential or a session (``csrftoken``, ``PHPSESSID``,
-# ``X-Api-Key``), while ``keyword`` or ``monkey_theme`` are not.
-_PRIVATE_SUBSTRINGS = (
-    "auth",
-    "token",
-    "sess",
-    "csrf",
-    "xsrf",
-    "secret",
-    "passw",
-    "remember",
-    "jwt",
-    "credential",
-)
-_PRIVATE_PARTS = frozenset({"key", "sid", "apikey"})
-_SEPARATORS = re.compile(r"[-_.]")
 
 
 def is_reserved(name: str) -> bool:
@@ -114,61 +95,6 @@ def is_safe_name(name: str) -> bool:
     ``force_redirect_offer``), so no other name is safe.
     """
     return _SAFE_NAME.fullmatch(name) is not None and not is_reserved(name)
-
-
-def _private(lower: str) -> bool:
-    if any(part in lower for part in _PRIVATE_SUBSTRINGS):
-        return True
-    return not _PRIVATE_PARTS.isdisjoint(_SEPARATORS.split(lower))
-
-
-_private_cached = lru_cache(maxsize=1024)(_private)
-
-
-def is_private_name(name: str) -> bool:
-    """Whether a cookie or header called ``name`` holds private data that must stay here.
-
-    True when the lower-cased name contains ``auth``, ``token``, ``sess``, ``csrf``, ``xsrf``,
-    ``secret``, ``passw``, ``remember``, ``jwt`` or ``credential``, or has ``key``, ``sid``
-    or ``apikey`` as a whole part (split on ``-``, ``_`` and ``.``).
-    """
-    lower = name.lower()
-    # Names repeat from visit to visit; only short ones are cached, so the cache stays small.
-    return _private_cached(lower) if len(lower) <= 64 else _private(lower)
-
-
-@dataclass(frozen=True)
-class Forwarding:
-    """Which of the visitor's cookies and headers the call may carry to the tracker.
-
-    ``private_cookies`` and ``private_headers`` are lower-case names never forwarded, on top
-    of :func:`is_private_name` (the app's session and state cookies are among them);
-    ``forward_cookies`` are cookie names forwarded despite the rule; ``tracker_cookies`` are
-    the cookies the tracker set: always forwarded, and the last ones trimmed. A name in
-    ``private_cookies`` is never forwarded, whatever the other sets say.
-    """
-
-    private_cookies: frozenset[str] = frozenset()
-    private_headers: frozenset[str] = frozenset()
-    forward_cookies: frozenset[str] = frozenset()
-    tracker_cookies: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        private_cookies: Iterable[str] = (),
-        private_headers: Iterable[str] = (),
-        forward_cookies: Iterable[str] = (),
-        tracker_cookies: Iterable[str] = (),
-    ) -> Forwarding:
-        """A ``Forwarding`` from any name lists (private names compared in lower case)."""
-        return cls(
-            frozenset(name.lower() for name in private_cookies),
-            frozenset(name.lower() for name in private_headers),
-            frozenset(forward_cookies),
-            frozenset(tracker_cookies),
-        )
 
 
 @dataclass(frozen=True)
@@ -217,8 +143,8 @@ class _Trimmed:
         """``value`` cut to ``limit`` UTF-8 bytes (whole characters)."""
         if len(value) * 4 <= limit or (len(value) <= limit and value.isascii()):
             return value
-        data = value.encode("utf-8", "replace")
-        if len(data) <= limit:
+        data = value[:limit].encode("utf-8", "replace")  # never more characters than bytes
+        if len(data) <= limit and len(value) <= limit:
             return value
         self.values += 1
         return data[:limit].decode("utf-8", "ignore")
@@ -235,23 +161,23 @@ class _Trimmed:
             )
 
 
-def _bound(text: str) -> int:
-    """An upper bound of ``text``'s form-encoded size: ``str.isascii`` is a flag, so O(1)."""
-    return len(text) * (3 if text.isascii() else 12)
-
-
 def _size(name: str, value: str) -> int:
     """The exact form-encoded size of ``name=value&``, as ``urlencode`` writes it."""
     encoded = quote_plus(name, errors="replace") + quote_plus(value, errors="replace")
     return len(encoded) + 2
 
 
-def _measure(pairs: Sequence[tuple[str, str]], room: int) -> list[int]:
-    """Each field's encoded size: cheap upper bounds when they fit in ``room``, else exact."""
-    sizes = [_bound(name) + _bound(value) + 2 for name, value in pairs]
-    if sum(sizes) > room:
-        sizes = [_size(name, value) for name, value in pairs]
-    return sizes
+def _exact(pairs: Sequence[tuple[str, str]]) -> int:
+    return sum(_size(name, value) for name, value in pairs)
+
+
+def _encoded(pairs: Sequence[tuple[str, str]], room: int) -> int:
+    """The fields' encoded size: a cheap upper bound when it fits in ``room``, else exact.
+
+    A character takes at most 12 bytes encoded (4 UTF-8 bytes, each ``%XX``).
+    """
+    bound = sum(map(len, chain.from_iterable(pairs))) * 12 + 2 * len(pairs)
+    return bound if bound <= room else _exact(pairs)
 
 
 def select_params(
@@ -279,43 +205,6 @@ def select_params(
     return selected
 
 
-def forwarded_cookies(
-    cookie_header: str, forwarding: Forwarding, uniqueness_cookie: str, trimmed: _Trimmed
-) -> str:
-    """The ``Cookie`` header the call carries: private cookies left out, trimmed to fit.
-
-    The uniqueness cookie and the tracker's cookies are always kept and are the last ones
-    trimmed; the others keep their order, and one that does not fit is left out.
-    """
-    if not cookie_header:
-        return ""
-    parts: list[tuple[str, bool]] = []  # (name=value, set by the tracker)
-    control = _CONTROL.search(cookie_header) is not None
-    for raw in cookie_header.split(";"):
-        part = raw.strip()
-        if not part or (control and _CONTROL.search(part)):
-            continue
-        name = part.split("=", 1)[0].rstrip()
-        if name.lower() in forwarding.private_cookies:
-            continue
-        if name == uniqueness_cookie or name in forwarding.tracker_cookies:
-            parts.append((part, True))
-        elif name in forwarding.forward_cookies or not is_private_name(name):
-            parts.append((part, False))
-    total = sum(len(part) for part, _ in parts) + 2 * (len(parts) - 1)
-    if total <= _COOKIE_ROOM:
-        return "; ".join(part for part, _ in parts)
-    keep = [False] * len(parts)
-    room = _COOKIE_ROOM + 2
-    for tracker_pass in (True, False):
-        for i, (part, tracker) in enumerate(parts):
-            if tracker is tracker_pass and len(part) + 2 <= room:
-                keep[i] = True
-                room -= len(part) + 2
-    trimmed.cookies += keep.count(False)
-    return "; ".join(part for (part, _), kept in zip(parts, keep, strict=True) if kept)
-
-
 def _original_headers(
     headers: Iterable[tuple[str, str]],
     cookie: str,
@@ -332,19 +221,21 @@ def _original_headers(
     out: list[tuple[str, str]] = []
     cookie_at = -1
     for name, value in headers:
-        lower = name.lower()
-        if lower == "cookie":
+        if len(name) == 6 and name.lower() == "cookie":
             if cookie and cookie_at < 0:
                 cookie_at = len(out)
                 out.append((f"original_headers[{name}]", cookie))
             continue
-        if lower in forwarding.private_headers or is_private_name(lower) or not is_token(name):
+        if not header_forwardable(name, forwarding):
             continue
-        out.append((f"original_headers[{name}]", trimmed.cut(value)))
-    sizes = _measure(out, room)
-    total = sum(sizes)
+        out.append(
+            (f"original_headers[{name}]", value if len(value) <= 512 else trimmed.cut(value))
+        )
+    total = _encoded(out, room)
     if len(out) <= MAX_ORIGINAL_HEADERS and total <= room:
         return out, total
+    sizes = [_size(name, value) for name, value in out]
+    total = sum(sizes)
     keep = [True] * len(out)
     kept = len(out)
     for i in sorted(range(len(out)), key=sizes.__getitem__, reverse=True):
@@ -373,7 +264,9 @@ def build_call(
     trimmed = _Trimmed()
     cut = trimmed.cut
     forwarding = options.forwarding
-    cookie = forwarded_cookies(visitor.cookie_header, forwarding, uniqueness_cookie, trimmed)
+    cookie, trimmed.cookies = forwarded_cookies(
+        visitor.cookie_header, forwarding, uniqueness_cookie, _COOKIE_ROOM
+    )
     referrer = cut(visitor.referrer if options.referrer is None else options.referrer)
     user_agent = cut(visitor.user_agent)
     keyword = options.keyword
@@ -410,7 +303,7 @@ def build_call(
         tail.append(("prefetch", "1"))
     site = [(name, cut(value)) for name, value in options.params]
     fixed = own + tail + site
-    used = sum(_measure(fixed, MAX_BODY // 4))
+    used = _encoded(fixed, MAX_BODY // 4)
     headers, headers_size = _original_headers(
         visitor.headers,
         cookie,
@@ -425,16 +318,25 @@ def build_call(
         names = {name for name, _ in site}
         params = [(n, v) for n, v in params if n not in names]
     fields: list[tuple[str, str]] = []
+    exact = False
     for at, (name, value) in enumerate(params):
         if len(fields) >= count_room:
             trimmed.params += len(params) - at
             break
-        size = _bound(name) + _bound(value) + 2
-        if size > room:
-            size = _size(name, value)
+        if not exact:  # an upper bound (names are ASCII: 3 bytes a character at most)
+            size = 3 * len(name) + len(value) * (3 if value.isascii() else 12) + 2
             if size > room:
-                trimmed.params += 1
-                continue
+                # Near the limit: count exactly from here on, what is taken included.
+                room = MAX_BODY - _exact(fixed) - _exact(headers) - _exact(fields)
+                exact = True
+        if exact:
+            # At least a byte a character: a value larger than the room is not encoded at all.
+            size = len(name) + len(value) + 2
+            if size <= room:
+                size = _size(name, value)
+        if size > room:
+            trimmed.params += 1
+            continue
         room -= size
         fields.append((name, value))
     fields += site

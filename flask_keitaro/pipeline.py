@@ -21,7 +21,8 @@ from .client import ClickAPIClient
 from .config import KeitaroConfig, SendParams, is_token, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
 from .errors import InvalidTrackerResponse, TrackerError, token_hint
-from .fields import MAX_SITE_PARAMS, ClickOptions, Forwarding, is_safe_name
+from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
+from .forwarding import Forwarding
 from .replay import to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query

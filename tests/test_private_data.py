@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from flask_keitaro import keitaro_campaign
-from flask_keitaro.fields import is_private_name
+from flask_keitaro.forwarding import is_private_name
 
 from .conftest import AppFactory, landing_view
 from .php import parse_str
