@@ -272,7 +272,8 @@ class Pipeline:
         click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
-            logger.debug("Tracker log: %s", line)
+            # The tracker may name the campaign by its token: a log record never holds it.
+            logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
         tracker_cookies = self._tracker_cookies(result)
         cookies = self._new_cookies(visitor, result, tracker_cookies)
         outcome = Outcome(click, cookies=cookies, policy=policy)
