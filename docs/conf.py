@@ -21,6 +21,8 @@ from sphinx.environment import BuildEnvironment
 ROOT = Path(__file__).resolve().parents[1]
 # The checkout's package first, so the docs describe the code beside them.
 sys.path.insert(0, str(ROOT))
+# The docs' own directives: tables made from the package's lists (_ext/keitaro_tables.py).
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 import flask_keitaro  # noqa: E402
 
@@ -34,6 +36,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.graphviz",
     "myst_parser",
+    "keitaro_tables",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "examples"]
@@ -60,6 +63,8 @@ nitpick_ignore = [
     ("py:class", "Keyword"),
     ("py:class", "SendParams"),
     ("py:class", "CampaignSpec"),
+    # What make_emulator_server returns: described in prose on the API page.
+    ("py:class", "flask_keitaro.emulator.wsgi_server.KeepAliveWSGIServer"),
     # The WSGI callable type of PEP 3333 (typeshed's name for it).
     ("py:class", "WSGIApplication"),
 ]
@@ -77,11 +82,14 @@ external_links: dict[str, str] = {
     "werkzeug.wrappers.request.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.wrappers.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.serving.BaseWSGIServer": WERKZEUG + "serving/",
+    "werkzeug.datastructures.headers.Headers": WERKZEUG
+    + "datastructures/#werkzeug.datastructures.Headers",
+    "werkzeug.datastructures.Headers": WERKZEUG + "datastructures/#werkzeug.datastructures.Headers",
     "requests.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
-python_modules = ("collections.abc", "os", "typing", "types", "ipaddress")
+python_modules = ("collections.abc", "os", "typing", "types", "ipaddress", "http.server")
 
 
 def link_external(

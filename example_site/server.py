@@ -108,9 +108,12 @@ class DemoServer:
         self._server = make_server(self.host, self.port, _not_ready, threaded=True)
         try:
             tracker_url = self.tracker_url
+            config = {**self.config}
             if tracker_url is None:
                 tracker_url = self._start_emulator()
-            self.app = create_app({**self.config, "KEITARO_TRACKER_URL": tracker_url})
+                # The emulator takes postbacks at /<postback key>/postback, as Keitaro does.
+                config.setdefault("SITE_POSTBACK_URL", self.emulator.postback_url)
+            self.app = create_app({**config, "KEITARO_TRACKER_URL": tracker_url})
             self._server.app = self.app
         except BaseException:
             self.stop()

@@ -32,6 +32,7 @@ logger = logging.getLogger("flask_keitaro")
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
+R = TypeVar("R")
 
 _EXTENSION_KEY = "keitaro"
 _G_CLICK = "_keitaro_click"
@@ -53,10 +54,10 @@ class KeitaroState:
     pipeline: Pipeline
 
 
-def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., Any]], Callable[P, Any]]:
+def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., R]], Callable[P, R]]:
     """Give a function the signature of :class:`Route`, for editors, mypy and the docs."""
 
-    def decorate(func: Callable[..., Any]) -> Callable[P, Any]:
+    def decorate(func: Callable[..., R]) -> Callable[P, R]:
         func.__signature__ = inspect.signature(route)  # type: ignore[attr-defined]
         return func
 

@@ -15,19 +15,20 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer
-
 from .emulator.app import EmulatorState, create_app, get_state
 from .emulator.config import ConfigSource
 from .emulator.server import make_emulator_server
+from .emulator.wsgi_server import KeepAliveWSGIServer
 
 __all__ = ["DEFAULT_EMULATOR_CONFIG", "ClickAPIEmulator"]
 
 #: The config ``keitaro_emulator`` serves unless ``keitaro_emulator_config`` is overridden:
 #: campaign 1 (token ``"test-campaign-token"``) shows the site's own page (a local
-#: landing) and offers one offer; every call is unique per its cookie.
+#: landing) and offers one offer; every call is unique per its cookie. Postbacks go to
+#: :attr:`ClickAPIEmulator.postback_url` (postback key ``"test-postback-key"``).
 DEFAULT_EMULATOR_CONFIG: dict[str, Any] = {
     "secret": "test-secret",
+    "postback_key": "test-postback-key",
     "click_log": ":memory:",
     "seed": 1,
     "campaigns": [
@@ -78,7 +79,7 @@ class ClickAPIEmulator:
         self.state: EmulatorState = get_state(self.app)
         self._host = host
         self._port = port
-        self._server: BaseWSGIServer | None = None
+        self._server: KeepAliveWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -92,6 +93,14 @@ class ClickAPIEmulator:
     def click_api_url(self) -> str:
         """``{url}/click_api/v3``: the value for ``KEITARO_TRACKER_URL`` is :attr:`url`."""
         return self.url + "/click_api/v3"
+
+    @property
+    def postback_url(self) -> str:
+        """``{url}/{postback_key}/postback``: the value for the site's postback URL.
+
+        It holds the config's ``postback_key`` (a random one when the config has none).
+        """
+        return self.url + self.state.postback_path
 
     def start(self) -> ClickAPIEmulator:
         """Start serving; returns ``self``."""
@@ -139,8 +148,12 @@ class ClickAPIEmulator:
         return self.state.store.offer_clicks()
 
     def conversions(self) -> list[dict[str, Any]]:
-        """Every conversion (postback) in the log, oldest first."""
+        """Every conversion in the log, oldest first, each with its status ``history``."""
         return self.state.store.conversions()
+
+    def postbacks(self) -> list[dict[str, Any]]:
+        """Every postback received, oldest first, with its ``result`` (``not_found``...)."""
+        return self.state.store.postbacks()
 
     def reset(self) -> None:
         """Clear the log and restart the seeded random sequence."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -59,3 +62,23 @@ def literals(text: str) -> set[str]:
 def table_names(text: str) -> list[str]:
     """The first column of each row of the list-tables in ``text`` (header rows included)."""
     return re.findall(r"^\s*\* - ``([^`]+)``", text, flags=re.MULTILINE)
+
+
+def docs_extension() -> ModuleType:
+    """The docs' own Sphinx extension, ``docs/_ext/keitaro_tables.py``, imported."""
+    name = "keitaro_tables"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DOCS / "_ext" / f"{name}.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def directive_content(text: str, directive: str) -> list[str]:
+    """The indented content lines of the first ``.. <directive>::`` in ``text``."""
+    match = re.search(rf"^\.\. {re.escape(directive)}::\n\n((?:   .*\n|\n)+)", text, re.M)
+    if match is None:
+        raise AssertionError(f"no {directive} directive")
+    return [line[3:] for line in match.group(1).splitlines()]

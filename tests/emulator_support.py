@@ -12,6 +12,7 @@ from flask_keitaro.testing import ClickAPIEmulator
 
 SECRET = "test-secret"
 TOKEN = "campaign-token-0001"
+POSTBACK_KEY = "pb-key-4711"
 #: A browser user agent: not a bot.
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
@@ -42,7 +43,24 @@ def config(*streams: dict[str, Any], **top: Any) -> dict[str, Any]:
     campaign_extra = top.pop("campaign", {})
     campaign = {"id": 1, "token": TOKEN, "name": "Test", "streams": list(streams)}
     campaign.update(campaign_extra)
-    return {"secret": SECRET, "seed": 7, "campaigns": [campaign], **top}
+    return {
+        "secret": SECRET,
+        "postback_key": POSTBACK_KEY,
+        "seed": 7,
+        "campaigns": [campaign],
+        **top,
+    }
+
+
+#: The fallback stream of :func:`with_filter`.
+FALLBACK = 99
+
+
+def with_filter(flt: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """Stream 10 (intercepting) carries the filter ``flt``; stream 99 is the fallback."""
+    return config(
+        stream(10, type="intercepting", filters=[flt]), stream(FALLBACK, type="fallback"), **top
+    )
 
 
 @contextmanager
@@ -76,3 +94,15 @@ def call(
     assert response.headers["Content-Type"] == "application/json"
     body: dict[str, Any] = response.json()
     return body
+
+
+def postback(
+    emulator: ClickAPIEmulator, *, method: str = "GET", expect: int = 200, **fields: str
+) -> requests.Response:
+    """One postback to ``emulator.postback_url``; the response, its status checked."""
+    if method == "GET":
+        response = requests.get(emulator.postback_url, params=fields, timeout=5)
+    else:
+        response = requests.post(emulator.postback_url, data=fields, timeout=5)
+    assert response.status_code == expect, response.text
+    return response

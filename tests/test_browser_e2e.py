@@ -188,6 +188,8 @@ def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None
 
 def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrome: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
 
     emulator = demo.emulator
     tracker = emulator.url.rstrip("/")
@@ -224,8 +226,11 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
 
     # 3. Submitting the offer form reports a conversion, shown on the click log.
     browser.find_element(By.NAME, "email").send_keys("visitor@example.com")
+    order_heading = browser.find_element(By.TAG_NAME, "h1")
     browser.find_element(By.ID, "submit").click()
-    _wait_for_url(browser, f"{demo.url}/offer")
+    # The form posts to the same URL: wait for the page itself to be replaced.
+    WebDriverWait(browser, 10).until(staleness_of(order_heading))
+    assert browser.current_url.startswith(f"{demo.url}/offer")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Thank you!"
     (conversion,) = emulator.conversions()
     assert (conversion["sub_id"], conversion["status"]) == (sub_id, "lead")

@@ -12,8 +12,16 @@ import flask_keitaro
 import flask_keitaro.emulator
 import flask_keitaro.testing
 from flask_keitaro import config as config_module
+from flask_keitaro.emulator import (
+    actions,
+    conversions,
+    filters,
+    load_config,
+    macros,
+    model,
+    store,
+)
 from flask_keitaro.emulator import config as emulator_config
-from flask_keitaro.emulator import load_config, macros, model, store
 
 from .docs_support import DOCS, EXAMPLES, ROOT, literals, section, source, sources, table_names
 
@@ -90,14 +98,20 @@ def test_the_api_reference_documents_every_public_name(module: Any) -> None:
 
 def test_the_emulator_page_lists_every_action_filter_and_stream_type() -> None:
     page = source("emulator.rst")
-    assert table_names(section(page, "Actions")) == list(model.ACTIONS)
-    filters = section(page, "Filters")
-    assert table_names(filters) == list(model.FILTER_KEYS)
-    for name, keys in model.FILTER_KEYS.items():
-        row = re.search(rf"\* - ``{name}``\n\s+- (.*?)\n\s+- ", filters, flags=re.DOTALL)
+    action_rows = section(page, "Actions")
+    assert table_names(action_rows) == list(actions.ACTIONS)
+    for name, action in actions.ACTIONS.items():
+        row = re.search(rf"\* - ``{name}``\n\s+- (.*?)\n\s+- ", action_rows, flags=re.DOTALL)
         assert row, name
-        assert keys <= literals(row.group(1)), f"filter {name}: keys {keys} not all documented"
-    assert set(model.UNIQUENESS_SCOPES) <= literals(filters)
+        assert literals(row.group(1)) == set(action.keys), f"action {name}: keys it reads"
+    filter_rows = section(page, "Filters")
+    assert table_names(filter_rows) == list(filters.FILTERS)
+    for name, rule in filters.FILTERS.items():
+        row = re.search(rf"\* - ``{name}``\n\s+- (.*?)\n\s+- ", filter_rows, flags=re.DOTALL)
+        assert row, name
+        assert rule.keys <= literals(row.group(1)), f"filter {name}: keys {rule.keys}"
+    assert set(filters.MODES) <= literals(filter_rows)
+    assert set(filters.UNIQUENESS_SCOPES) <= literals(filter_rows)
     assert set(model.STREAM_TYPES) <= literals(section(page, "Stream choice"))
 
 
@@ -106,7 +120,7 @@ def test_the_emulator_page_lists_every_config_key() -> None:
     for title, keys in [
         ("Top-level keys", emulator_config._TOP_KEYS),
         ("Campaign keys", emulator_config._CAMPAIGN_KEYS),
-        ("Stream keys", emulator_config._STREAM_KEYS),
+        ("Stream keys", emulator_config._STREAM_KEYS | actions.ACTION_KEYS),
     ]:
         documented = [name for name in table_names(section(page, title)) if name != "key"]
         assert sorted(documented) == sorted(keys), title
@@ -124,6 +138,19 @@ def test_the_emulator_page_lists_every_macro_and_click_field() -> None:
     assert "$keyword" in documented
     fields = literals(section(page, "The click log"))
     assert set(store.CLICK_COLUMNS) <= fields
+    assert set(store.CONVERSION_COLUMNS) | set(store.POSTBACK_COLUMNS) <= fields
+
+
+def test_the_emulator_page_documents_postbacks() -> None:
+    page = source("emulator.rst")
+    fields = literals(section(page, "Postbacks"))
+    assert set(conversions.STATUSES) | set(conversions.STATUS_MAPS) <= fields
+    assert {"subid", "payout", "cost", "currency", "tid", "return", "ignore_status"} <= fields
+    # sub_id_1 .. sub_id_15 stand for the numbered ones a postback updates.
+    assert {conversions.CLICK_SUB_IDS[0], conversions.CLICK_SUB_IDS[-1]} <= fields
+    endpoints = literals(section(page, "Endpoints"))
+    assert "POST /<postback_key>/postback" in endpoints
+    assert "POST /postback" not in endpoints
 
 
 def _keys(tables: list[dict[str, Any]]) -> set[str]:
@@ -140,7 +167,7 @@ def test_the_emulator_example_config_uses_every_key_and_loads() -> None:
     ]
     assert set(data) == emulator_config._TOP_KEYS
     assert _keys(campaigns) == emulator_config._CAMPAIGN_KEYS
-    assert _keys(streams) == emulator_config._STREAM_KEYS
+    assert _keys(streams) == emulator_config._STREAM_KEYS | actions.ACTION_KEYS
     assert _keys(targets) == emulator_config._TARGET_KEYS
     assert {stream.get("type", "regular") for stream in streams} == set(model.STREAM_TYPES)
     loaded = load_config(path)

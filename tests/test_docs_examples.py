@@ -106,6 +106,29 @@ def test_emulator_usage_example_clicks_through_each_kind_of_stream(
     assert click["is_bot"]
 
 
+def test_emulator_usage_example_sends_postbacks_to_the_postback_url(
+    load_example: LoadExample,
+) -> None:
+    usage = load_example("emulator/usage.py")
+
+    replies, conversion = usage.click_and_convert("lead", "sale")
+    assert [reply["result"] for reply in replies] == ["created", "changed"]
+    assert (conversion["status"], conversion["payout"]) == ("sale", "2.50")
+    assert [entry["change"] for entry in conversion["history"]] == ["created", "lead -> sale"]
+
+    replies, conversion = usage.click_and_convert("sale", "lead")  # a sale stays a sale
+    assert [reply["result"] for reply in replies] == ["created", "ignored"]
+    assert conversion["status"] == "sale"
+
+
+def test_emulator_example_config_sets_the_postback_key() -> None:
+    with ClickAPIEmulator(EXAMPLES / "emulator" / "campaigns.toml") as emulator:
+        assert emulator.postback_url == emulator.url + "/a1b2c3d4/postback"
+        wrong = requests.get(emulator.url + "/wrong-key/postback?subid=x", timeout=5)
+        assert wrong.status_code == 404
+        assert emulator.postbacks() == []
+
+
 def test_emulator_pytest_plugin_example_passes_in_its_own_run() -> None:
     """``emulator/test_site.py`` runs with the plugin's fixtures, as a user's suite would."""
     result = subprocess.run(

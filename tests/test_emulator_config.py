@@ -10,6 +10,8 @@ import pytest
 
 from flask_keitaro import ConfigurationError, KeitaroError
 from flask_keitaro.emulator import EmulatorConfigError, load_config
+from flask_keitaro.emulator.actions import ACTIONS
+from flask_keitaro.emulator.filters import FILTERS
 from flask_keitaro.testing import ClickAPIEmulator
 
 from .emulator_support import TOKEN, call, config, running, stream
@@ -245,7 +247,7 @@ ERRORS = [
         id="landings-without-landings",
     ),
     pytest.param(
-        lambda c: first_stream(c).update(action="show_html"),
+        lambda c: [first_stream(c).update(action="show_html"), first_stream(c).pop("landings")],
         ["stream 1117", "'html'", "needs it"],
         id="show-html-without-html",
     ),
@@ -263,6 +265,21 @@ ERRORS = [
         lambda c: c["campaigns"][0].update(cookies_ttl="1d"),
         ["campaign 1", "'cookies_ttl'", "integer"],
         id="bad-cookies-ttl",
+    ),
+    pytest.param(
+        lambda c: c["campaigns"][0]["streams"][1].update(html="<p>"),
+        ["stream 1118", "'html'", "not used by action 'location'"],
+        id="key-of-another-action",
+    ),
+    pytest.param(
+        lambda c: first_stream(c).update(filters=[{"mode": "accept"}]),
+        ["stream 1117", "'filters[0].name'", "missing"],
+        id="filter-without-name",
+    ),
+    pytest.param(
+        lambda c: c.update(postback_key="a/b"),
+        ["'postback_key'", "URL path segment"],
+        id="postback-key-with-a-slash",
     ),
     pytest.param(
         lambda c: c.update(seeds=1),
@@ -299,3 +316,16 @@ def test_a_toml_error_names_campaign_and_stream() -> None:
         "landings)"
     )
     assert (caught.value.campaign, caught.value.stream, caught.value.key) == (2, 1117, "action")
+
+
+def readme_table_names(heading: str) -> list[str]:
+    """The names in the first column of the README table under ``heading``."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split(heading, 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    return [row.split("`")[1] for row in rows]
+
+
+def test_the_readme_documents_every_filter_and_action_of_the_registries() -> None:
+    assert readme_table_names("**Filters**") == list(FILTERS)
+    assert readme_table_names("**Actions**") == list(ACTIONS)

@@ -1,4 +1,4 @@
-"""Offer links, postbacks, the click log page, JSON, reset and concurrency over real HTTP."""
+"""Offer links, the click log page, JSON, reset and concurrency over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import requests
 
 from flask_keitaro.emulator.uniqueness import offer_token
 
-from .emulator_support import SECRET, TOKEN, call, config, running, stream
+from .emulator_support import (
+    POSTBACK_KEY,
+    SECRET,
+    TOKEN,
+    call,
+    config,
+    postback,
+    running,
+    stream,
+)
 
 OFFER_URL = "https://offer.example/go?subid={subid}&kw={keyword}&lp={landing_id}&s2={sub_id_2}"
 
@@ -98,57 +107,6 @@ def test_root_without_lp_leads_to_the_click_log_page() -> None:
     assert response.headers["Location"].endswith("/emulator/")
 
 
-# -- postbacks -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", ["lead", "sale", "rejected"])
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_postback_records_a_conversion(status: str, method: str) -> None:
-    with running(offer_config()) as emulator:
-        sub_id = call(emulator)["info"]["sub_id"]
-        fields = {"subid": sub_id, "status": status, "payout": "1.5"}
-        if method == "GET":
-            response = requests.get(emulator.url + "/postback", params=fields, timeout=5)
-        else:
-            response = requests.post(emulator.url + "/postback", data=fields, timeout=5)
-        (conversion,) = emulator.conversions()
-    assert response.status_code == 200
-    assert response.json()["conversion"]["sub_id"] == sub_id
-    assert conversion["sub_id"] == sub_id
-    assert conversion["status"] == status
-    assert conversion["payout"] == 1.5
-    assert (conversion["campaign_id"], conversion["stream_id"], conversion["offer_id"]) == (1, 7, 9)
-
-
-@pytest.mark.parametrize(
-    ("fields", "status"),
-    [
-        ({"subid": "0000000000000", "status": "lead"}, 404),
-        ({"subid": "{known}", "status": "bogus"}, 400),
-        ({"subid": "{known}", "status": "sale", "payout": "lots"}, 400),
-        ({"status": "lead"}, 400),
-    ],
-)
-def test_bad_postbacks(fields: dict[str, str], status: int) -> None:
-    with running(offer_config()) as emulator:
-        sub_id = call(emulator)["info"]["sub_id"]
-        fields = {key: value.replace("{known}", sub_id) for key, value in fields.items()}
-        response = requests.get(emulator.url + "/postback", params=fields, timeout=5)
-        assert emulator.conversions() == []
-    assert response.status_code == status
-    assert response.headers["Content-Type"] == "application/json"
-    assert response.json()["error"]
-
-
-def test_postback_accepts_sub_id_and_defaults_to_a_lead_without_payout() -> None:
-    with running(offer_config()) as emulator:
-        sub_id = call(emulator)["info"]["sub_id"]
-        response = requests.post(emulator.url + "/postback", data={"sub_id": sub_id}, timeout=5)
-        (conversion,) = emulator.conversions()
-    assert response.status_code == 200
-    assert (conversion["status"], conversion["payout"]) == ("lead", 0.0)
-
-
 # -- the click log ---------------------------------------------------------------
 
 
@@ -158,16 +116,14 @@ def test_click_log_page_lists_campaigns_clicks_offer_clicks_and_conversions() ->
     with running(cfg) as emulator:
         info = call(emulator, ip="203.0.113.77", ua="Mozilla/5.0 <Page test>")["info"]
         offer_link(emulator, info["token"])
-        requests.get(
-            emulator.url + "/postback",
-            params={"subid": info["sub_id"], "status": "sale"},
-            timeout=5,
-        )
+        for status in ("lead", "sale"):
+            postback(emulator, subid=info["sub_id"], status=status, payout="2.50", tid="T-1")
+        postback(emulator, subid="nobody", status="lead")
         response = requests.get(emulator.url + "/emulator/", timeout=5)
     page = response.text
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
-    campaigns, clicks, offer_clicks, conversions = (
+    campaigns, clicks, offer_clicks, conversions, postbacks = (
         section.split("</table>")[0] for section in page.split("<table")[1:]
     )
     assert "Spring &lt;sale&gt;" in campaigns
@@ -177,15 +133,22 @@ def test_click_log_page_lists_campaigns_clicks_offer_clicks_and_conversions() ->
     assert f"https://offer.example/go?subid={info['sub_id']}" in offer_clicks
     assert info["sub_id"] in conversions
     assert ">sale<" in conversions
+    assert ">T-1<" in conversions
+    assert "created: lead" in conversions and "lead -&gt; sale: sale" in conversions
+    assert conversions.count("<tr>") == 2  # the header row and the one conversion
+    assert "SubID not found" in postbacks and ">not_found<" in postbacks
+    assert postbacks.count("<tr>") == 4  # the header row and three postbacks
     assert TOKEN not in page
     assert TOKEN[-4:] in page  # shown masked
+    assert POSTBACK_KEY not in page
+    assert "/…" + POSTBACK_KEY[-4:] + "/postback" in page
 
 
 def test_clicks_json_and_reset() -> None:
     with running(offer_config()) as emulator:
         info = call(emulator)["info"]
         offer_link(emulator, info["token"])
-        requests.get(emulator.url + "/postback", params={"subid": info["sub_id"]}, timeout=5)
+        postback(emulator, subid=info["sub_id"])
         log = requests.get(emulator.url + "/emulator/clicks.json", timeout=5).json()
         conversions = requests.get(emulator.url + "/emulator/conversions.json", timeout=5).json()
         assert requests.get(emulator.url + "/emulator/reset", timeout=5).status_code == 405
@@ -197,9 +160,13 @@ def test_clicks_json_and_reset() -> None:
     assert "token" not in log["clicks"][0]["params"]
     assert [item["sub_id"] for item in log["offer_clicks"]] == [info["sub_id"]]
     assert [item["sub_id"] for item in log["conversions"]] == [info["sub_id"]]
+    assert [entry["change"] for entry in log["conversions"][0]["history"]] == ["created"]
+    assert [(item["sub_id"], item["result"]) for item in log["postbacks"]] == [
+        (info["sub_id"], "created")
+    ]
     assert conversions == {"conversions": log["conversions"]}
     assert reset.status_code == 200
-    assert after == {"clicks": [], "offer_clicks": [], "conversions": []}
+    assert after == {"clicks": [], "offer_clicks": [], "conversions": [], "postbacks": []}
 
 
 def test_concurrent_clicks_from_many_threads_lose_no_rows() -> None:

@@ -36,9 +36,16 @@ def test_override_is_served(keitaro_emulator: ClickAPIEmulator) -> None:
         ).status_code
         == 401
     )
-    (conversion_free_click,) = keitaro_emulator.clicks()
-    assert conversion_free_click["stream_id"] == 770
-    assert keitaro_emulator.conversions() == []
+    (click,) = keitaro_emulator.clicks()
+    assert click["stream_id"] == 770
+    # The overriding config's emulator takes postbacks for its own clicks.
+    postback = requests.get(
+        keitaro_emulator.postback_url,
+        params={"subid": click["sub_id"], "status": "lead"},
+        timeout=5,
+    )
+    assert postback.status_code == 200
+    assert [c["sub_id"] for c in keitaro_emulator.conversions()] == [click["sub_id"]]
 
 
 def test_a_stopped_emulator_has_no_url() -> None:

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 import requests
 
-from .emulator_support import TOKEN, FakeClock, call, config, running, stream
-
-FALLBACK = 99
-
-
-def with_filter(flt: dict[str, Any], **top: Any) -> dict[str, Any]:
-    """Stream 10 (intercepting) carries ``flt``; stream 99 is the fallback."""
-    return config(
-        stream(10, type="intercepting", filters=[flt]), stream(FALLBACK, type="fallback"), **top
-    )
+from .emulator_support import (
+    FALLBACK,
+    TOKEN,
+    FakeClock,
+    call,
+    config,
+    running,
+    stream,
+    with_filter,
+)
 
 
 def chosen(emulator: Any, **fields: str) -> int | None:

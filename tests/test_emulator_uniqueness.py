@@ -14,16 +14,18 @@ from flask_keitaro.emulator.uniqueness import (
     jwt_encode,
 )
 
-from .emulator_support import SECRET, FakeClock, call, config, running, stream
+from .emulator_support import (
+    FALLBACK,
+    SECRET,
+    FakeClock,
+    call,
+    config,
+    running,
+    stream,
+    with_filter,
+)
 
-FALLBACK = 99
 HOUR = 3600
-
-
-def with_filter(flt: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return config(
-        stream(10, type="intercepting", filters=[flt]), stream(FALLBACK, type="fallback"), **top
-    )
 
 
 def seen_cookie(now: float, secret: str = SECRET) -> str:

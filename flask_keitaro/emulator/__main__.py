@@ -10,6 +10,16 @@ from collections.abc import Sequence
 from .server import serve
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 0 to 65535, got {text!r}")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and serve."""
     parser = argparse.ArgumentParser(
@@ -17,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, help="campaigns TOML file")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    parser.add_argument("--port", type=int, default=8099, help="port (default: 8099; 0: any)")
+    parser.add_argument("--port", type=_port, default=8099, help="port (default: 8099; 0: any)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     return serve(args.config, args.host, args.port)

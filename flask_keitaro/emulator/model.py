@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, KeitaroError
+
+if TYPE_CHECKING:
+    from .actions import Action
+    from .filters import ClickFacts, Filter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Stream types, in the order the engine checks them.
 STREAM_TYPES = ("intercepting", "regular", "fallback")
 
-#: Stream actions the emulator knows.
-ACTIONS = (
-    "location",
-    "meta",
-    "js",
-    "show_html",
-    "show_text",
-    "status404",
-    "do_nothing",
-    "landings",
-)
 
-#: Filter name -> the keys it takes besides ``name`` and ``mode``.
-FILTER_KEYS: dict[str, frozenset[str]] = {
-    "uniqueness": frozenset({"scope"}),
-    "country": frozenset({"values"}),
-    "ip": frozenset({"values"}),
-    "language": frozenset({"values"}),
-    "user_agent": frozenset({"pattern"}),
-    "bot": frozenset(),
-    "x_requested_with": frozenset({"values"}),
-    "keyword": frozenset({"values"}),
-    "referrer": frozenset({"pattern"}),
-    "param": frozenset({"param", "values"}),
-    "limit": frozenset({"per_hour", "per_day", "total"}),
-}
-
-UNIQUENESS_SCOPES = ("campaign", "stream", "global")
+def masked(secret: str) -> str:
+    """``secret`` with all but its last 4 characters hidden (all of it when that short)."""
+    return "…" + secret[-4:] if len(secret) > 4 else "…"
 
 
 class EmulatorConfigError(ConfigurationError):
@@ -80,18 +60,20 @@ class EmulatorConfigError(ConfigurationError):
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """One stream filter. ``matches`` decides; ``mode`` says whether a match passes."""
+    """One stream filter: its rule (from the registry in ``filters``) and its mode."""
 
-    name: str
     mode: str
-    scope: str = "campaign"
-    values: tuple[str, ...] = ()
-    networks: tuple[IPNetwork, ...] = ()
-    pattern: re.Pattern[str] | None = None
-    param: str = ""
-    per_hour: int | None = None
-    per_day: int | None = None
-    total: int | None = None
+    rule: Filter
+
+    @property
+    def name(self) -> str:
+        """The filter's name in the config."""
+        return self.rule.name
+
+    def passes(self, facts: ClickFacts, stream_id: int) -> bool:
+        """Whether the visitor passes: a match in ``accept`` mode, no match in ``reject``."""
+        matched = self.rule.matches(facts, stream_id)
+        return matched if self.mode == "accept" else not matched
 
 
 @dataclass(frozen=True)
@@ -111,16 +93,13 @@ class Target:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """A stream (flow): its type, weight, filters and what it does."""
+    """A stream (flow): its type, weight, filters, action, landings and offers."""
 
     id: int
     type: str
-    action: str
+    action: Action
     weight: float = 100.0
     name: str = ""
-    url: str = ""
-    html: str = ""
-    text: str = ""
     filters: tuple[FilterConfig, ...] = ()
     landings: tuple[Target, ...] = ()
     offers: tuple[Target, ...] = ()
@@ -141,7 +120,7 @@ class CampaignConfig:
     @property
     def masked_token(self) -> str:
         """The token with all but its last 4 characters hidden, for display."""
-        return "…" + self.token[-4:] if len(self.token) > 4 else "…"
+        return masked(self.token)
 
 
 @dataclass(frozen=True)
@@ -149,12 +128,19 @@ class EmulatorConfig:
     """The whole emulator config, validated."""
 
     secret: str = field(repr=False)
+    #: The secret in the postback URL path: ``/<postback_key>/postback``.
+    postback_key: str = field(repr=False, default="")
     click_log: str = ":memory:"
     seed: int | None = None
     bot_ips: tuple[IPNetwork, ...] = ()
     #: (network, country code), most specific network first.
     countries: tuple[tuple[IPNetwork, str], ...] = ()
     campaigns: tuple[CampaignConfig, ...] = ()
+
+    @property
+    def masked_postback_key(self) -> str:
+        """The postback key with all but its last 4 characters hidden, for display."""
+        return masked(self.postback_key)
 
     def campaign_by_token(self, token: str) -> CampaignConfig | None:
         """The campaign whose token is ``token``, or ``None``."""

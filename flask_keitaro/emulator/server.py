@@ -1,4 +1,4 @@
-"""Serving the emulator: a threaded werkzeug server whose request log never shows a token."""
+"""Serving the emulator: a keep-alive threaded server whose request log never shows a secret."""
 
 from __future__ import annotations
 
@@ -10,24 +10,26 @@ import threading
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import create_app, get_state
+from .app import MAX_REQUEST_BYTES, EmulatorState, create_app, get_state
 from .config import EmulatorConfigError
+from .wsgi_server import KeepAliveHandler, KeepAliveWSGIServer
 
 log = logging.getLogger("flask_keitaro.emulator")
 
 # token=..., _token=... and uniqueness_cookie=... in a logged request line.
 _SECRET_FIELDS = re.compile(r"((?:^|[?&\s])(?:_?token|uniqueness_cookie)=)[^&\s]*")
+# The postback key: the path segment before "/postback".
+_POSTBACK_KEY = re.compile(r"/[^/\s?]*(/postback(?:[?\s]|$))")
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with the values of ``token``, ``_token`` and ``uniqueness_cookie`` hidden."""
-    return _SECRET_FIELDS.sub(r"\1***", text)
+    """``text`` with ``token``, ``_token``, ``uniqueness_cookie`` and the postback key hidden."""
+    return _POSTBACK_KEY.sub(r"/***\1", _SECRET_FIELDS.sub(r"\1***", text))
 
 
-class EmulatorRequestHandler(WSGIRequestHandler):
-    """Logs requests to ``flask_keitaro.emulator`` with tokens masked (GET calls carry them)."""
+class EmulatorRequestHandler(KeepAliveHandler):
+    """Logs requests to ``flask_keitaro.emulator`` with secrets masked (GET calls carry them)."""
 
     #: Level of the one-line-per-request log; the in-thread test runner lowers it to DEBUG.
     request_log_level = logging.INFO
@@ -51,10 +53,24 @@ class QuietRequestHandler(EmulatorRequestHandler):
 
 def make_emulator_server(
     app: Flask, host: str = "127.0.0.1", port: int = 8099, *, quiet: bool = False
-) -> BaseWSGIServer:
-    """A threaded werkzeug server for ``app``; ``port=0`` picks a free port."""
+) -> KeepAliveWSGIServer:
+    """A threaded keep-alive server for ``app``; ``port=0`` picks a free port.
+
+    Raises ``OSError`` when it cannot listen there.
+    """
     handler = QuietRequestHandler if quiet else EmulatorRequestHandler
-    return make_server(host, port, app, threaded=True, request_handler=handler)
+    return KeepAliveWSGIServer(host, port, app, handler, max_body=MAX_REQUEST_BYTES)
+
+
+def banner(state: EmulatorState, url: str) -> str:
+    """The start-up lines: the Click API and click log URLs, then the postback URL."""
+    count = len(state.config.campaigns)
+    campaigns = f"{count} campaign" if count == 1 else f"{count} campaigns"
+    return (
+        f"Click API emulator: {url}/click_api/v3 ({campaigns}), click log page: {url}/emulator/\n"
+        # The key is a secret, but this is where the site's owner learns the URL to use.
+        f"Postback URL: {url}{state.postback_path}"
+    )
 
 
 #: Exit status for a config that is wrong (as ``argparse`` uses for bad arguments).
@@ -71,16 +87,12 @@ def serve(config: str, host: str = "127.0.0.1", port: int = 8099) -> int:
     state = get_state(app)
     try:
         server = make_emulator_server(app, host, port)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         state.close()
         print(f"error: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
-    url = f"http://{host}:{server.port}"
-    print(
-        f"Click API emulator: {url}/click_api/v3 ({len(state.config.campaigns)} campaigns), "
-        f"click log page: {url}/emulator/",
-        flush=True,
-    )
+    url = f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
+    print(banner(state, url), flush=True)
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a process manager, a test harness) ends as cleanly as Ctrl-C does.
         signal.signal(signal.SIGTERM, _exit_on_signal)

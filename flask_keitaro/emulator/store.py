@@ -1,4 +1,4 @@
-"""The click log: clicks, offer clicks and conversions in SQLite (stdlib ``sqlite3``).
+"""The click log: clicks, offer clicks, conversions and received postbacks in SQLite (stdlib).
 
 One connection shared by all server threads behind a lock: SQLite serialises
 writers anyway, a ``:memory:`` database exists only inside its one connection,
@@ -41,15 +41,29 @@ CLICK_COLUMNS = (
 OFFER_CLICK_COLUMNS = ("time", "sub_id", "campaign_id", "stream_id", "offer_id", "url")
 CONVERSION_COLUMNS = (
     "time",
+    "updated",
     "sub_id",
     "campaign_id",
     "stream_id",
     "offer_id",
     "status",
+    "original_status",
+    "tid",
     "payout",
+    "cost",
+    "currency",
     "params",
+    "history",
 )
+#: Columns of ``postbacks``: every postback received, whatever it did (Keitaro's
+#: "Received postbacks" log); ``result`` says what (``created``, ``not_found``...).
+POSTBACK_COLUMNS = ("time", "sub_id", "status", "result", "message", "conversion_id", "params")
+#: Columns that hold JSON.
+_JSON_COLUMNS = ("params", "history")
 _BOOL_COLUMNS = ("is_bot", "unique_campaign", "unique_stream", "unique_global")
+
+#: Version of the tables below, kept in the file's ``user_version``.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clicks (
@@ -69,9 +83,16 @@ CREATE TABLE IF NOT EXISTS offer_clicks (
 );
 CREATE TABLE IF NOT EXISTS conversions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL, sub_id TEXT NOT NULL, campaign_id INTEGER NOT NULL,
-    stream_id INTEGER, offer_id INTEGER, status TEXT NOT NULL, payout REAL NOT NULL,
-    params TEXT NOT NULL
+    time REAL NOT NULL, updated REAL NOT NULL, sub_id TEXT NOT NULL,
+    campaign_id INTEGER NOT NULL, stream_id INTEGER, offer_id INTEGER, status TEXT NOT NULL,
+    original_status TEXT NOT NULL, tid TEXT, payout TEXT NOT NULL, cost TEXT, currency TEXT,
+    params TEXT NOT NULL, history TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversions_sub_id ON conversions (sub_id);
+CREATE TABLE IF NOT EXISTS postbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL, sub_id TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
+    message TEXT NOT NULL, conversion_id INTEGER, params TEXT NOT NULL
 );
 """
 
@@ -89,7 +110,21 @@ class ClickStore:
             # WAL without a sync per commit keeps a click well under a millisecond on disk.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._create_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if version != SCHEMA_VERSION and (version or tables):
+            raise sqlite3.DatabaseError(
+                f"it holds another version of the click log (schema {version}, "
+                f"this emulator writes {SCHEMA_VERSION}): delete it or name another file"
+            )
+        self._db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -108,15 +143,37 @@ class ClickStore:
         """Insert an offer click."""
         self._insert("offer_clicks", OFFER_CLICK_COLUMNS, row)
 
-    def add_conversion(self, row: Mapping[str, Any]) -> None:
-        """Insert a conversion."""
-        self._insert("conversions", CONVERSION_COLUMNS, row)
+    def add_conversion(self, row: Mapping[str, Any]) -> int:
+        """Insert a conversion; its id."""
+        return self._insert("conversions", CONVERSION_COLUMNS, row)
 
-    def _insert(self, table: str, columns: tuple[str, ...], row: Mapping[str, Any]) -> None:
+    def update_conversion(self, conversion_id: int, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` (columns of ``conversions``) on one conversion."""
+        names = [name for name in fields if name in CONVERSION_COLUMNS]
+        sql = f"UPDATE conversions SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
+        with self._lock:
+            self._db.execute(sql, [*(_to_db(fields[n]) for n in names), conversion_id])
+
+    def add_postback(self, row: Mapping[str, Any]) -> None:
+        """Insert a received postback."""
+        self._insert("postbacks", POSTBACK_COLUMNS, row)
+
+    def update_click_params(self, sub_id: str, params: Mapping[str, str]) -> None:
+        """Merge ``params`` into the ``params`` of the click ``sub_id``."""
+        with self._lock:
+            row = self._db.execute("SELECT params FROM clicks WHERE sub_id = ?", (sub_id,))
+            found = row.fetchone()
+            if found is not None:
+                merged = {**json.loads(found[0]), **params}
+                self._db.execute(
+                    "UPDATE clicks SET params = ? WHERE sub_id = ?", (_to_db(merged), sub_id)
+                )
+
+    def _insert(self, table: str, columns: tuple[str, ...], row: Mapping[str, Any]) -> int:
         values = [_to_db(row.get(column)) for column in columns]
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         with self._lock:
-            self._db.execute(sql, values)
+            return int(self._db.execute(sql, values).lastrowid or 0)
 
     def count_stream_clicks(self, stream_id: int, since: float | None = None) -> int:
         """How many clicks went to ``stream_id`` (at or after ``since`` when given)."""
@@ -145,6 +202,14 @@ class ClickStore:
         """All conversions, oldest first; or the ``latest`` ones, newest first."""
         return self._rows("conversions", latest)
 
+    def conversions_of(self, sub_id: str) -> list[dict[str, Any]]:
+        """The conversions of the click ``sub_id``, oldest first."""
+        return self._select("conversions", "WHERE sub_id = ? ORDER BY id", (sub_id,))
+
+    def postbacks(self, latest: int | None = None) -> list[dict[str, Any]]:
+        """All received postbacks, oldest first; or the ``latest`` ones, newest first."""
+        return self._rows("postbacks", latest)
+
     def _rows(self, table: str, latest: int | None) -> list[dict[str, Any]]:
         if latest is None:
             return self._select(table, "ORDER BY id", ())
@@ -156,16 +221,18 @@ class ClickStore:
         return [_from_db(row) for row in rows]
 
     def reset(self) -> None:
-        """Delete every click, offer click and conversion."""
+        """Delete every click, offer click, conversion and received postback."""
         with self._lock:
             self._db.executescript(
                 "DELETE FROM clicks; DELETE FROM offer_clicks; DELETE FROM conversions;"
+                " DELETE FROM postbacks;"
             )
 
 
 def _to_db(value: object) -> object:
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, dict | list):
+        # allow_nan=False: the log only ever holds valid JSON.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
     if isinstance(value, bool):
         return int(value)
     return value
@@ -176,6 +243,7 @@ def _from_db(row: sqlite3.Row) -> dict[str, Any]:
     for column in _BOOL_COLUMNS:
         if column in item:
             item[column] = bool(item[column])
-    if "params" in item:
-        item["params"] = json.loads(item["params"])
+    for column in _JSON_COLUMNS:
+        if column in item:
+            item[column] = json.loads(item[column])
     return item

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 _HEADER = {"typ": "JWT", "alg": "HS256"}
 
@@ -85,7 +86,7 @@ class UniquenessState:
         return cls(
             streams=_times(data.get("streams")),
             campaigns=_times(data.get("campaigns")),
-            time=float(raw_time) if isinstance(raw_time, int | float) else None,
+            time=float(raw_time) if _is_time(raw_time) else None,
         )
 
     def to_cookie(self, secret: str) -> str:
@@ -122,14 +123,22 @@ class UniquenessState:
             self.streams[str(stream_id)] = now
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+#: Times outside 0 .. year 9999 (and NaN, infinities) in a cookie are ignored.
+_MAX_TIME = 253_402_300_799
+
+
+def _is_time(value: object) -> TypeGuard[float]:
+    # A number the cookie can hold again (int() of it) and a date can show; the
+    # comparison is False for NaN and out of range for the infinities.
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= _MAX_TIME
+    )
 
 
 def _times(value: object) -> dict[str, float]:
     if not isinstance(value, dict):
         return {}
-    return {str(key): float(seen) for key, seen in value.items() if _is_number(seen)}
+    return {str(key): float(seen) for key, seen in value.items() if _is_time(seen)}
 
 
 def offer_token(sub_id: str, secret: str) -> str:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .checks import MAX_ID
 from .model import EmulatorConfig
 
 #: User agents of crawlers, previewers and HTTP tools. "bot" alone catches most crawlers;
@@ -30,6 +31,16 @@ def _first(params: Mapping[str, str], *names: str) -> str:
         if value:
             return value
     return ""
+
+
+def _landing_id(params: Mapping[str, str]) -> int | None:
+    text = _first(params, "landing_id")
+    if not text:
+        return None
+    # ASCII digits only: int() also takes "٣", "1_0" and " 7 ", which no client sends.
+    if not (text.isascii() and text.isdigit() and len(text) <= 10) or not 0 < int(text) <= MAX_ID:
+        raise ValueError(f"landing_id must be a landing id (1 to {MAX_ID}), got {text[:40]!r}")
+    return int(text)
 
 
 def _parse_version(text: str) -> tuple[int, ...] | None:
@@ -60,8 +71,11 @@ class CallData:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], remote_addr: str) -> CallData:
-        """Read a call's fields; ``ip`` falls back to the caller's address, as trackers do."""
-        landing_id = _first(params, "landing_id")
+        """Read a call's fields; ``ip`` falls back to the caller's address, as trackers do.
+
+        A field that cannot be read (a ``landing_id`` that is no id) raises ``ValueError``
+        naming it.
+        """
         return cls(
             params=params,
             ip=_first(params, "ip") or remote_addr,
@@ -74,7 +88,7 @@ class CallData:
             external_id=_first(params, "external_id"),
             x_requested_with=_first(params, "x_requested_with"),
             uniqueness_cookie=_first(params, "uniqueness_cookie"),
-            landing_id=int(landing_id) if landing_id.isdigit() else None,
+            landing_id=_landing_id(params),
             force_redirect_offer=_first(params, "force_redirect_offer") == "1",
             kversion=_parse_version(_first(params, "kversion")),
             want_log=_first(params, "log") == "1",
