@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from flask_keitaro import ClickInfo, ClickResult
-from flask_keitaro.client import RESERVED_FIELDS
 from flask_keitaro.config import DEFAULTS
+from flask_keitaro.fields import RESERVED_FIELDS
 
 from .docs_support import directive_content, docs_extension, section, source, table_names
 
