@@ -10,6 +10,7 @@ from .errors import (
     ConfigurationError,
     InvalidTrackerResponse,
     KeitaroError,
+    PostbackError,
     TrackerError,
     TrackerTimeout,
     TrackerUnavailable,
@@ -18,8 +19,17 @@ from .extension import KeitaroExtension, current_click, keitaro_campaign, token_
 from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
+from .postback import Conversion, PostbackClient, PostbackResult
 from .result import Click, ClickInfo, ClickResult
-from .signals import click_failed, click_requested, click_restored, click_succeeded
+from .signals import (
+    click_failed,
+    click_requested,
+    click_restored,
+    click_succeeded,
+    postback_delivered,
+    postback_failed,
+    postback_queued,
+)
 from .visitor import Visitor
 
 __all__ = [
@@ -31,10 +41,14 @@ __all__ = [
     "ClickOptions",
     "ClickResult",
     "ConfigurationError",
+    "Conversion",
     "InvalidTrackerResponse",
     "KeitaroError",
     "KeitaroExtension",
     "KeitaroMiddleware",
+    "PostbackClient",
+    "PostbackError",
+    "PostbackResult",
     "Route",
     "TrackerError",
     "TrackerTimeout",
@@ -47,5 +61,8 @@ __all__ = [
     "click_succeeded",
     "current_click",
     "keitaro_campaign",
+    "postback_delivered",
+    "postback_failed",
+    "postback_queued",
     "token_from_config",
 ]

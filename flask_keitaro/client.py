@@ -41,7 +41,23 @@ class _NoCookies(DefaultCookiePolicy):
         return False
 
 
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+def new_session(pool_size: int) -> requests.Session:
+    """A pooled keep-alive session for calls to the tracker: the one HTTP stack of the package.
+
+    It keeps no cookies, ignores proxy and ``.netrc`` settings from the environment, never
+    retries on its own, and keeps up to ``pool_size`` connections open.
+    """
+    session = requests.Session()
+    session.cookies.set_policy(_NoCookies())
+    session.trust_env = False
+    session.headers["User-Agent"] = f"flask-keitaro/{__version__}"
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     """Whether ``exc`` or anything it wraps (requests and urllib3 nest errors) is of ``kinds``."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
@@ -82,13 +98,7 @@ class ClickAPIClient:
         self.verify = verify
         self.uniqueness_cookie = uniqueness_cookie
         self._clock = clock
-        self._session = requests.Session()
-        self._session.cookies.set_policy(_NoCookies())
-        self._session.trust_env = False
-        self._session.headers["User-Agent"] = f"flask-keitaro/{__version__}"
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = new_session(pool_size)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -127,7 +137,7 @@ class ClickAPIClient:
             except requests.exceptions.SSLError as exc:
                 raise TrackerUnavailable("TLS handshake with the tracker failed") from exc
             except requests.ConnectionError as exc:
-                if attempt == 1 and _caused_by(exc, (ConnectionRefusedError,)):
+                if attempt == 1 and caused_by(exc, (ConnectionRefusedError,)):
                     continue
                 raise TrackerUnavailable("the tracker could not be reached") from exc
             except requests.RequestException as exc:
@@ -153,7 +163,7 @@ class ClickAPIClient:
                 chunks.append(chunk)
         except requests.RequestException as exc:
             # requests reports a read timeout while streaming as a ConnectionError.
-            if _caused_by(exc, (TimeoutError, ReadTimeoutError)):
+            if caused_by(exc, (TimeoutError, ReadTimeoutError)):
                 raise TrackerTimeout("the tracker stopped answering mid-way") from exc
             raise TrackerUnavailable("the tracker's answer was cut off") from exc
         return b"".join(chunks)

@@ -13,7 +13,11 @@ from urllib.parse import urlencode
 from .errors import InvalidTrackerResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from werkzeug.wrappers import Response
+
+    from .postback import PostbackResult
 
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
 
@@ -275,6 +279,8 @@ class Click:
         self.acted = False
         #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
         self.response: Response | None = None
+        #: What :meth:`postback` reports through: set by the extension and the middleware.
+        self.reporter: Callable[..., PostbackResult] | None = None
 
     @classmethod
     def empty(cls) -> Click:
@@ -344,6 +350,39 @@ class Click:
     def raw(self) -> dict[str, Any]:
         """The parsed JSON answer, as the tracker sent it."""
         return self._raw
+
+    def postback(
+        self,
+        status: str = "lead",
+        *,
+        payout: Any = None,
+        currency: str | None = None,
+        tid: str | int | None = None,
+        cost: Any = None,
+        sub_ids: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> PostbackResult:
+        """Report a conversion of this click: :meth:`KeitaroExtension.postback
+        <flask_keitaro.KeitaroExtension.postback>` with this click's ``sub_id``.
+
+        On a click that did not happen (the tracker was down) nothing is sent: the result
+        says ``skipped`` and the log says why.
+        """
+        if self.reporter is None:
+            raise RuntimeError(
+                "This click cannot send postbacks: only the click of a request that the"
+                " extension or the middleware handled can."
+            )
+        return self.reporter(
+            self.sub_id,
+            status,
+            payout=payout,
+            currency=currency,
+            tid=tid,
+            cost=cost,
+            sub_ids=sub_ids,
+            params=params,
+        )
 
     def offer_url(self, **params: Any) -> str | None:
         """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.
