@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .client import ClickAPIClient, ClickOptions
+from .client import ClickAPIClient
 from .errors import (
     CampaignTokenRejected,
     ClickAPIDisabled,
@@ -16,6 +16,7 @@ from .errors import (
     TrackerUnavailable,
 )
 from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
 from .postback import Conversion, PostbackClient, PostbackResult

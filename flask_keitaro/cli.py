@@ -13,8 +13,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ._version import __version__
-from .client import ClickOptions
 from .errors import TrackerError, token_hint
+from .fields import ClickOptions
 from .postback import PostbackClient
 from .result import ClickResult
 from .visitor import Visitor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -10,6 +11,7 @@ from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, postback_url_hint
+from .visitor import IPNetwork
 
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
@@ -205,6 +207,38 @@ def _secure(key: str, value: object) -> bool | Literal["auto"]:
     raise ConfigurationError(key, value, 'must be True, False or "auto"')
 
 
+def _items(key: str, value: object, what: str) -> tuple[object, ...]:
+    """A list, tuple or set, or a string of comma-separated items, as a tuple."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(value)
+    raise ConfigurationError(key, value, f"must be a list of {what}")
+
+
+def _networks(key: str, value: object) -> tuple[IPNetwork, ...]:
+    out = []
+    for item in _items(key, value, "networks such as '173.245.48.0/20' or '2400:cb00::/32'"):
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            out.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ConfigurationError(key, value, f"{item!r} is not an IP network string")
+        try:
+            out.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            raise ConfigurationError(key, value, f"{item!r} is not an IP network ({exc})") from None
+    return tuple(out)
+
+
+def _names(key: str, value: object) -> tuple[str, ...]:
+    names = _items(key, value, "cookie or header names")
+    for name in names:
+        if not isinstance(name, str) or not is_token(name):
+            raise ConfigurationError(key, value, f"{name!r} is not a cookie or header name")
+    return cast(tuple[str, ...], names)
+
+
 def _masked_url(value: object) -> str:
     return "None" if value is None else repr(postback_url_hint(str(value)))
 
@@ -233,6 +267,10 @@ class KeitaroConfig:
     force_redirect_offer: bool = _key(False, validate_bool)
     send_params: SendParams = _key("all", validate_send_params)
     ip_header: str | None = _key(None, _header_name)
+    trusted_proxies: tuple[IPNetwork, ...] = _key((), _networks)
+    private_cookies: tuple[str, ...] = _key((), _names)
+    private_headers: tuple[str, ...] = _key((), _names)
+    forward_cookies: tuple[str, ...] = _key((), _names)
     log: bool = _key(False, validate_bool)
     fail_mode: FailMode = _key("open", _one_of("open", "closed"))
     uniqueness_cookie: str = _key("_kuc", _cookie_name)
@@ -240,7 +278,7 @@ class KeitaroConfig:
     cookie_secure: bool | Literal["auto"] = _key("auto", _secure)
     state_cookie: str = _key("_kst", _cookie_name)
     restore: bool = _key(True, validate_bool)
-    restore_from_query: bool = _key(True, validate_bool)
+    restore_from_query: bool = _key(False, validate_bool)
     prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
     postback_url: str | None = _key(None, validate_postback_url, show=_masked_url)
     postback_outbox: str | None = _key("keitaro-postbacks.sqlite3", validate_outbox)
@@ -256,6 +294,15 @@ class KeitaroConfig:
                 values[item.name] = ""  # switched off: no tracker is needed
                 continue
             values[item.name] = item.metadata["validate"](key, value)
+        if values["ip_header"] and not values["trusted_proxies"]:
+            raise ConfigurationError(
+                key_name("ip_header"),
+                values["ip_header"],
+                "is honoured only from the proxies in KEITARO_TRUSTED_PROXIES, which is empty:"
+                " from anyone else the header would let a visitor pick their own IP (and so"
+                " their country and bot verdict). List your proxy's or CDN's networks in"
+                " KEITARO_TRUSTED_PROXIES, or install werkzeug's ProxyFix instead",
+            )
         return cls(**values)
 
     def __repr__(self) -> str:

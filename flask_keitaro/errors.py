@@ -5,7 +5,16 @@ No message built here or by callers ever contains a campaign token or a postback
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
+
+# The user-info of a URL (``https://user:password@host``): never repeated in a message.
+_USER_INFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def hide_user_info(text: str) -> str:
+    """``text`` with the user-info of any URL in it shown as ``***``."""
+    return _USER_INFO.sub("***@", text) if "@" in text else text
 
 
 def token_hint(token: str) -> str:
@@ -44,14 +53,17 @@ class KeitaroError(Exception):
 class ConfigurationError(KeitaroError, ValueError):
     """A ``KEITARO_*`` config value (or a constructor option) is invalid.
 
-    The message names the key and the bad value.
+    The message names the key and the bad value; a URL's user-info (``user:password@``) is
+    shown as ``***``, in the message and in ``value`` alike.
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
+        if isinstance(value, str):
+            value = hide_user_info(value)
         self.key = key
         self.value = value
-        self.reason = reason
-        super().__init__(f"{key}={value!r}: {reason}")
+        self.reason = hide_user_info(reason)
+        super().__init__(f"{key}={value!r}: {self.reason}")
 
 
 class TrackerError(KeitaroError):

@@ -7,7 +7,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from .errors import InvalidTrackerResponse
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .postback import PostbackResult
 
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
+
+#: Where a click made without a call came from: the state cookie, or a link.
+Restored = Literal["state", "link"]
 
 _STATUS_LINE = re.compile(r"^\s*HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s.*)?$", re.IGNORECASE)
 
@@ -261,13 +264,16 @@ class Click:
         tracker_url: str = "",
         log: tuple[str, ...] = (),
         raw: Mapping[str, Any] | None = None,
-        restored: bool = False,
+        restored: Restored | None = None,
     ) -> None:
         self._info = info
         self._tracker_url = tracker_url
         self._log = log
         self._raw = dict(raw or {})
-        #: True when the click was restored from the state cookie or a link, not made now.
+        #: ``None`` for a click made now; else where it came from, without a call:
+        #: ``"state"`` (a click the tracker made, kept in the state cookie) or ``"link"`` (a
+        #: ``?_subid=&_token=`` link gave it, now or on an earlier visit: the tracker's
+        #: filters did not see it). Truthy exactly when restored, as the old ``True`` was.
         self.restored = restored
         #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
         self.acted = False

@@ -9,8 +9,8 @@ import pytest
 
 from bench import BENCHMARKS
 from flask_keitaro import ClickInfo, ClickResult
-from flask_keitaro.client import RESERVED_FIELDS
 from flask_keitaro.config import DEFAULTS
+from flask_keitaro.fields import RESERVED_FIELDS
 
 from .docs_support import (
     DOCS,

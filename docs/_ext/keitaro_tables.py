@@ -8,7 +8,7 @@ Four directives:
     content (``name: text``). A field sent but not described, or described but not sent,
     is a build warning (an error under ``-W``).
 ``keitaro-reserved-fields``
-    The names a visitor's query parameter never replaces: the client's ``RESERVED_FIELDS``.
+    The names a visitor's query parameter never replaces: ``fields.RESERVED_FIELDS``.
 ``keitaro-settings``
     Every config key of ``KeitaroConfig`` with its default, and the route option that beats
     it for one route (a field of ``Route`` of the same name).
@@ -37,8 +37,8 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 from bench import BENCHMARKS
-from flask_keitaro.client import RESERVED_FIELDS, ClickOptions, build_fields
 from flask_keitaro.config import DEFAULTS, KeitaroConfig, key_name
+from flask_keitaro.fields import RESERVED_FIELDS, ClickOptions, build_fields
 from flask_keitaro.pipeline import Route
 from flask_keitaro.result import ClickResult
 from flask_keitaro.visitor import Visitor
@@ -74,7 +74,7 @@ def _sample_fields(*, full: bool) -> list[str]:
         else ClickOptions()
     )
     names: list[str] = []
-    for name, _ in build_fields("TOKEN", visitor, options, uniqueness_cookie=""):
+    for name, _ in build_fields("TOKEN", visitor, options):
         if name == _VISITOR_PARAM:
             name = VISITOR_PARAMS
         elif name == _SITE_PARAM:
