@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests example_site docs $(wildcard bench)
 
-.PHONY: demo test browser docs-tools tls-tools docs lint typecheck pytest screenshots reliability clean
+.PHONY: demo test browser docs-tools bench-tools tls-tools docs lint typecheck pytest bench \
+	bench-record bench-smoke screenshots reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy --strict flask_keitaro
+	$(BIN)/mypy --strict flask_keitaro tests/typecheck_views.py
 
 # Debian's Chromium for the browser tests, when missing and installable (root with apt-get).
 browser:
@@ -50,7 +51,26 @@ tls-tools:
 pytest: $(VENV)/.installed browser docs-tools tls-tools
 	$(BIN)/pytest
 
-test: lint typecheck docs pytest
+# Debian's nginx-light, wrk and openssl for the benchmarks, when missing and installable.
+bench-tools:
+	.ci/ensure-bench-tools
+
+# Every benchmark in full (about ten minutes): figures, and targets marked PASS or FAIL.
+bench: $(VENV)/.installed bench-tools
+	$(BIN)/python -m bench
+
+# Every benchmark in full, its output recorded for the docs' Performance page.
+# Written whole, or not at all when a benchmark crashed (about ten minutes, quiet until done).
+bench-record: $(VENV)/.installed bench-tools
+	$(BIN)/python -m bench > docs/measurements/bench.txt.new
+	mv docs/measurements/bench.txt.new docs/measurements/bench.txt
+	cat docs/measurements/bench.txt
+
+# Every benchmark with --quick (under a minute), so the scripts never rot; targets not enforced.
+bench-smoke: $(VENV)/.installed bench-tools
+	$(BIN)/pytest -m bench tests/test_bench.py
+
+test: lint typecheck docs pytest bench-smoke
 
 # Retake the screenshots in the README and the docs with the browser tests.
 screenshots: $(VENV)/.installed browser docs-tools

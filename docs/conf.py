@@ -89,7 +89,15 @@ external_links: dict[str, str] = {
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
-python_modules = ("collections.abc", "os", "typing", "types", "ipaddress", "http.server")
+python_modules = (
+    "collections.abc",
+    "os",
+    "typing",
+    "types",
+    "ipaddress",
+    "http.server",
+    "decimal",
+)
 
 
 def link_external(

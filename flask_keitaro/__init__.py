@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .client import ClickAPIClient, ClickOptions
+from .client import ClickAPIClient
 from .errors import (
     BreakerOpen,
     CampaignTokenRejected,
@@ -11,13 +11,16 @@ from .errors import (
     ConfigurationError,
     InvalidTrackerResponse,
     KeitaroError,
+    PostbackError,
     TrackerError,
     TrackerTimeout,
     TrackerUnavailable,
 )
 from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
+from .postback import Conversion, PostbackClient, PostbackResult
 from .result import Click, ClickInfo, ClickResult
 from .signals import (
     breaker_changed,
@@ -25,6 +28,9 @@ from .signals import (
     click_requested,
     click_restored,
     click_succeeded,
+    postback_delivered,
+    postback_failed,
+    postback_queued,
 )
 from .visitor import Visitor
 
@@ -38,10 +44,14 @@ __all__ = [
     "ClickOptions",
     "ClickResult",
     "ConfigurationError",
+    "Conversion",
     "InvalidTrackerResponse",
     "KeitaroError",
     "KeitaroExtension",
     "KeitaroMiddleware",
+    "PostbackClient",
+    "PostbackError",
+    "PostbackResult",
     "Route",
     "TrackerError",
     "TrackerTimeout",
@@ -55,5 +65,8 @@ __all__ = [
     "click_succeeded",
     "current_click",
     "keitaro_campaign",
+    "postback_delivered",
+    "postback_failed",
+    "postback_queued",
     "token_from_config",
 ]

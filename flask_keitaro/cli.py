@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
+from typing import Any
 
 import click
 from flask import current_app
@@ -12,8 +14,9 @@ from flask.cli import with_appcontext
 
 from ._version import __version__
 from .bounds import DEFAULT_CONTENT_TYPE
-from .client import ClickOptions
 from .errors import TrackerError, token_hint
+from .fields import ClickOptions
+from .postback import PostbackClient
 from .result import ClickResult
 from .visitor import Visitor
 
@@ -103,3 +106,75 @@ def emulator_command(config_path: str, host: str, port: int) -> None:
     status = serve(config_path, host, port)
     if status:
         raise click.exceptions.Exit(status)
+
+
+#: ``flask keitaro postbacks ...``: the outbox of conversions not delivered yet.
+postbacks_cli = click.Group("postbacks", help="The outbox of Keitaro postbacks: list, flush, drop.")
+keitaro_cli.add_command(postbacks_cli)
+
+
+def _postbacks() -> PostbackClient:
+    """The app's postback client with an outbox, or a clear exit."""
+    state: Any = current_app.extensions.get("keitaro")
+    if state is None:
+        raise click.ClickException("KeitaroExtension is not set up on this app (call init_app).")
+    client: PostbackClient | None = state.postbacks
+    if client is None:
+        raise click.ClickException("KEITARO_POSTBACK_URL is not set: there are no postbacks.")
+    if client.outbox is None:
+        raise click.ClickException(
+            "KEITARO_POSTBACK_OUTBOX is None: postbacks are sent directly, nothing is queued."
+        )
+    return client
+
+
+def _ago(when: float | None, now: float) -> str:
+    if when is None:
+        return "-"
+    seconds = round(when - now)
+    return f"in {seconds} s" if seconds > 0 else "now"
+
+
+@postbacks_cli.command("list")
+@with_appcontext
+def list_command() -> None:
+    """Show the conversions waiting in the outbox, with attempts and the last error."""
+    client = _postbacks()
+    pending = client.pending()
+    click.echo(f"Postback URL: {client.masked_url}")
+    click.echo(f"Outbox:       {client.outbox.path if client.outbox else '-'}")
+    if not pending:
+        click.echo("Nothing is waiting: every conversion was delivered.")
+        return
+    click.echo(f"{len(pending)} waiting:")
+    now = time.time()
+    for record in pending:
+        held = record.claimed_until is not None and record.claimed_until > now
+        click.echo(
+            f"  #{record.id}  {record.conversion.describe()}  attempts {record.attempts}"
+            f"  next {'(being sent)' if held else _ago(record.next_attempt, now)}"
+        )
+        if record.last_error:
+            click.echo(f"        last error: {record.last_error}")
+
+
+@postbacks_cli.command("flush")
+@with_appcontext
+def flush_command() -> None:
+    """Try every waiting conversion now (exits 1 if some are still not delivered)."""
+    client = _postbacks()
+    result = client.flush()
+    left = len(client.pending())
+    click.echo(f"Delivered {result.delivered}, failed {result.failed}, {left} waiting.")
+    if result.failed:
+        raise click.exceptions.Exit(1)
+
+
+@postbacks_cli.command("drop")
+@click.argument("row_id", metavar="ID", type=int)
+@with_appcontext
+def drop_command(row_id: int) -> None:
+    """Remove conversion ID from the outbox without sending it."""
+    if not _postbacks().drop(row_id):
+        raise click.ClickException(f"No conversion #{row_id} is waiting in the outbox.")
+    click.echo(f"Dropped conversion #{row_id}.")

@@ -1,4 +1,6 @@
-"""ClickAPIClient: Click API v3 parameters, the pooled HTTP call, and the parsed ClickResult.
+"""ClickAPIClient: the pooled HTTP call of the Click API v3 and the parsed ClickResult.
+
+The call's fields and Cookie header are built by :mod:`flask_keitaro.fields`.
 
 Nothing here imports Flask: the WSGI middleware and the CLI use it as it is.
 """
@@ -6,11 +8,14 @@ Nothing here imports Flask: the WSGI middleware and the CLI use it as it is.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
 from urllib.parse import urlencode
 
+import requests
+from requests.adapters import HTTPAdapter
+
 from ._version import __version__
-from .config import SendParams
 from .errors import (
     CampaignTokenRejected,
     ClickAPIDisabled,
@@ -18,131 +23,52 @@ from .errors import (
     TrackerError,
     TrackerUnavailable,
 )
+from .fields import ClickOptions, build_call
 from .result import ClickResult
 from .transport import Transport
 from .visitor import Visitor
 
-#: ``kversion`` sent with every call: trackers answer redirects with status 302 from 3.4 on.
-KVERSION = "3.4"
 
-# Names the call itself uses: a visitor's query parameter never replaces one of them.
-RESERVED_FIELDS = frozenset(
-    {
-        "token",
-        "version",
-        "info",
-        "log",
-        "ip",
-        "ua",
-        "user_agent",
-        "language",
-        "lang",
-        "x_requested_with",
-        "referrer",
-        "referer",
-        "se_referrer",
-        "uniqueness_cookie",
-        "landing_id",
-        "force_redirect_offer",
-        "prefetch",
-        "original_host",
-        "original_method",
-        "uri",
-        "kversion",
-        "_lp",
-        "_token",
-        "_subid",
-    }
-)
+class _NoCookies(DefaultCookiePolicy):
+    """The call's session must never keep a cookie: it would leak to the next visitor."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
 
 
-def is_reserved(name: str) -> bool:
-    """Whether ``name`` is one of the call's own fields, which nothing else may replace."""
-    return name in RESERVED_FIELDS or name.startswith("original_headers")
+def new_session(pool_size: int) -> requests.Session:
+    """A pooled keep-alive session for calls to the tracker that are off the visitor's path.
 
+    (Postbacks use it; the click goes through :class:`~flask_keitaro.transport.Transport`.)
 
-@dataclass(frozen=True)
-class ClickOptions:
-    """Per-route choices for one call (the decorator's arguments over the app config)."""
-
-    force_redirect_offer: bool = False
-    landing_id: int | str | None = None
-    keyword: str | None = None
-    send_params: SendParams = "all"
-    log: bool = False
-    #: Sent as ``referrer``/``se_referrer`` instead of the visitor's Referer when set.
-    referrer: str | None = None
-    #: The site's own extra fields: after the visitor's parameters (beating one of the same
-    #: name) and before the call's own fields.
-    params: tuple[tuple[str, str], ...] = ()
-
-
-def select_params(
-    query: tuple[tuple[str, str], ...], send_params: SendParams
-) -> list[tuple[str, str]]:
-    """The visitor's query parameters to forward, per ``send_params``, reserved names left out."""
-    if send_params == "none":
-        return []
-    selected = []
-    for name, value in query:
-        if is_reserved(name):
-            continue
-        if send_params == "utm" and not name.startswith("utm_"):
-            continue
-        if isinstance(send_params, tuple) and name not in send_params:
-            continue
-        selected.append((name, value))
-    return selected
-
-
-def build_fields(
-    token: str, visitor: Visitor, options: ClickOptions, uniqueness_cookie: str = ""
-) -> list[tuple[str, str]]:
-    """Every form field of one Click API v3 call, in order.
-
-    ``keyword`` is the route's when it gives one, else the visitor's ``keyword`` query
-    parameter whatever ``send_params`` says: it is a Click API field of its own.
+    It keeps no cookies, ignores proxy and ``.netrc`` settings from the environment, never
+    retries on its own, and keeps up to ``pool_size`` connections open.
     """
-    referrer = visitor.referrer if options.referrer is None else options.referrer
-    fields: list[tuple[str, str]] = select_params(visitor.query, options.send_params)
-    if options.keyword is None:
-        keyword = next((v for n, v in visitor.query if n == "keyword"), None)
-    else:
-        keyword = options.keyword
-    # The visitor's own ``keyword`` is in ``fields`` already unless it was filtered out; the
-    # site's own ``params`` beat a visitor parameter of the same name.
-    own = {name for name, _ in options.params}
-    fields = [(n, v) for n, v in fields if n != "keyword" and n not in own]
-    fields += options.params
-    fields += [
-        ("token", token),
-        ("version", "3"),
-        ("info", "1"),
-        ("ip", visitor.ip),
-        ("user_agent", visitor.user_agent),
-        ("ua", visitor.user_agent),
-        ("language", visitor.language),
-        ("x_requested_with", visitor.x_requested_with),
-        ("referrer", referrer),
-        ("se_referrer", referrer),
-        ("uniqueness_cookie", uniqueness_cookie),
-        ("original_host", visitor.host),
-        ("original_method", visitor.method),
-        ("uri", visitor.uri),
-        ("kversion", KVERSION),
-    ]
-    fields += [(f"original_headers[{name}]", value) for name, value in visitor.headers]
-    if keyword is not None:
-        fields.append(("keyword", keyword))
-    if options.landing_id is not None:
-        fields.append(("landing_id", str(options.landing_id)))
-    if options.force_redirect_offer:
-        fields.append(("force_redirect_offer", "1"))
-    if options.log:
-        fields.append(("log", "1"))
-    if visitor.is_prefetch:
-        fields.append(("prefetch", "1"))
-    return fields
+    session = requests.Session()
+    session.cookies.set_policy(_NoCookies())
+    session.trust_env = False
+    session.headers["User-Agent"] = f"flask-keitaro/{__version__}"
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or anything it wraps (requests and urllib3 nest errors) is of ``kinds``."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, kinds):
+            return True
+        stack += [cur.__cause__, cur.__context__]
+        stack += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
+        stack.append(getattr(cur, "reason", None))
+    return False
 
 
 class ClickAPIClient:
@@ -187,17 +113,16 @@ class ClickAPIClient:
 
     def fields(self, token: str, visitor: Visitor, options: ClickOptions) -> list[tuple[str, str]]:
         """The form fields of a call, with the visitor's stored uniqueness cookie."""
-        stored = visitor.cookies.get(self.uniqueness_cookie, "")
-        return build_fields(token, visitor, options, stored)
+        return build_call(token, visitor, options, self.uniqueness_cookie).fields
 
     def click(
         self, token: str, visitor: Visitor, options: ClickOptions | None = None
     ) -> ClickResult:
         """Run one visitor through the campaign ``token``; raise a ``TrackerError`` on failure."""
-        fields = self.fields(token, visitor, options or ClickOptions())
+        call = build_call(token, visitor, options or ClickOptions(), self.uniqueness_cookie)
         # Encoded once; a character that is not UTF-8 (a lone surrogate) cannot fail the call.
-        body = urlencode(fields, errors="replace").encode("ascii")
-        headers = {"Cookie": visitor.cookie_header} if visitor.cookie_header else {}
+        body = urlencode(call.fields, errors="replace").encode("ascii")
+        headers = {"Cookie": call.cookie} if call.cookie else {}
         status, answer = self._transport.post(body, headers)
         try:
             return self._interpret(status, answer)

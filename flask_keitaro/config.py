@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -9,7 +10,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, postback_url_hint
+from .visitor import IPNetwork
 
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
@@ -55,6 +57,64 @@ def validate_tracker_url(key: str, value: object) -> str:
     if port == 0 or any(c.isspace() for c in value):
         raise ConfigurationError(key, value, "must be http(s)://host[:port][/path]")
     return value.rstrip("/")
+
+
+def validate_postback_url(key: str, value: object) -> str | None:
+    """Return the postback URL (``None``: no postbacks), or raise ``ConfigurationError``.
+
+    The URL is Keitaro's ``http(s)://host[:port][/path]/<postback key>/postback``. Its key is
+    a secret: a message about a bad URL shows it masked
+    (:func:`~flask_keitaro.errors.postback_url_hint`).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(key, type(value).__name__, "must be a string URL or None")
+    shown = postback_url_hint(value)
+    shape = "must be http(s)://host[:port][/path]/<postback key>/postback"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(key, shown, "is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigurationError(key, shown, shape)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(key, shown, "must not carry a query, a fragment or credentials")
+    segments = parts.path.split("/")
+    if (
+        len(segments) < 3
+        or segments[-1] != "postback"
+        or not segments[-2]
+        or any(c.isspace() or ord(c) < 32 for c in value)
+    ):
+        raise ConfigurationError(key, shown, shape)
+    return value
+
+
+def validate_outbox(key: str, value: object) -> str | None:
+    """Return the outbox path as a string (``None``: no outbox), or raise ``ConfigurationError``.
+
+    A relative path is relative to the app's ``instance_path`` (see :func:`outbox_path`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigurationError(key, value, "must be None or the path of a SQLite file")
+    return value
+
+
+def outbox_path(value: str | None, base_dir: str) -> str | None:
+    """Where the outbox file is: ``value`` when absolute, else under ``base_dir``.
+
+    ``base_dir`` is the Flask app's ``instance_path`` (the WSGI middleware's: the current
+    directory when it is made). ``None`` stays ``None``: postbacks are sent directly.
+    """
+    if value is None:
+        return None
+    return os.path.join(base_dir, os.path.expanduser(value))
 
 
 def validate_timeout(key: str, value: object) -> tuple[float, float]:
@@ -162,9 +222,49 @@ def _seconds(key: str, value: object) -> float:
     return float(value)
 
 
-def _key(default: object, validate: Callable[[str, Any], T]) -> T:
-    """One config key of :class:`KeitaroConfig`: its default and its validator, together."""
-    return cast(T, field(default=cast(Any, default), metadata={"validate": validate}))
+def _items(key: str, value: object, what: str) -> tuple[object, ...]:
+    """A list, tuple or set, or a string of comma-separated items, as a tuple."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(value)
+    raise ConfigurationError(key, value, f"must be a list of {what}")
+
+
+def _networks(key: str, value: object) -> tuple[IPNetwork, ...]:
+    out = []
+    for item in _items(key, value, "networks such as '173.245.48.0/20' or '2400:cb00::/32'"):
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            out.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ConfigurationError(key, value, f"{item!r} is not an IP network string")
+        try:
+            out.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            raise ConfigurationError(key, value, f"{item!r} is not an IP network ({exc})") from None
+    return tuple(out)
+
+
+def _names(key: str, value: object) -> tuple[str, ...]:
+    names = _items(key, value, "cookie or header names")
+    for name in names:
+        if not isinstance(name, str) or not is_token(name):
+            raise ConfigurationError(key, value, f"{name!r} is not a cookie or header name")
+    return cast(tuple[str, ...], names)
+
+
+def _masked_url(value: object) -> str:
+    return "None" if value is None else repr(postback_url_hint(str(value)))
+
+
+def _key(
+    default: object,
+    validate: Callable[[str, Any], T],
+    show: Callable[[Any], str] = repr,
+) -> T:
+    """One config key of :class:`KeitaroConfig`: its default, its validator, how a repr shows it."""
+    return cast(T, field(default=cast(Any, default), metadata={"validate": validate, "show": show}))
 
 
 @dataclass(frozen=True)
@@ -182,6 +282,10 @@ class KeitaroConfig:
     force_redirect_offer: bool = _key(False, validate_bool)
     send_params: SendParams = _key("all", validate_send_params)
     ip_header: str | None = _key(None, _header_name)
+    trusted_proxies: tuple[IPNetwork, ...] = _key((), _networks)
+    private_cookies: tuple[str, ...] = _key((), _names)
+    private_headers: tuple[str, ...] = _key((), _names)
+    forward_cookies: tuple[str, ...] = _key((), _names)
     log: bool = _key(False, validate_bool)
     fail_mode: FailMode = _key("open", _one_of("open", "closed"))
     uniqueness_cookie: str = _key("_kuc", _cookie_name)
@@ -189,11 +293,13 @@ class KeitaroConfig:
     cookie_secure: bool | Literal["auto"] = _key("auto", _secure)
     state_cookie: str = _key("_kst", _cookie_name)
     restore: bool = _key(True, validate_bool)
-    restore_from_query: bool = _key(True, validate_bool)
+    restore_from_query: bool = _key(False, validate_bool)
     prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
     pool_size: int = _key(32, _count(1))
     breaker_failures: int = _key(5, _count(0))
     breaker_cooldown: float = _key(30, _seconds)
+    postback_url: str | None = _key(None, validate_postback_url, show=_masked_url)
+    postback_outbox: str | None = _key("keitaro-postbacks.sqlite3", validate_outbox)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> KeitaroConfig:
@@ -206,7 +312,23 @@ class KeitaroConfig:
                 values[item.name] = ""  # switched off: no tracker is needed
                 continue
             values[item.name] = item.metadata["validate"](key, value)
+        if values["ip_header"] and not values["trusted_proxies"]:
+            raise ConfigurationError(
+                key_name("ip_header"),
+                values["ip_header"],
+                "is honoured only from the proxies in KEITARO_TRUSTED_PROXIES, which is empty:"
+                " from anyone else the header would let a visitor pick their own IP (and so"
+                " their country and bot verdict). List your proxy's or CDN's networks in"
+                " KEITARO_TRUSTED_PROXIES, or install werkzeug's ProxyFix instead",
+            )
         return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{item.name}={item.metadata['show'](getattr(self, item.name))}"
+            for item in fields(self)
+        )
+        return f"KeitaroConfig({', '.join(shown)})"
 
 
 #: Every config key with its default. ``init_app`` sets these with ``app.config.setdefault``.

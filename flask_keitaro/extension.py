@@ -10,7 +10,7 @@ import difflib
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
@@ -26,6 +26,8 @@ from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
+from .postback import PostbackClient, PostbackResult, report
+from .postback import from_config as postback_client
 from .result import Click
 from .state import SecretKeys
 
@@ -33,6 +35,7 @@ logger = logging.getLogger("flask_keitaro")
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
+R = TypeVar("R")
 
 _EXTENSION_KEY = "keitaro"
 _G_CLICK = "_keitaro_click"
@@ -52,12 +55,24 @@ class KeitaroState:
     config: KeitaroConfig
     client: ClickAPIClient
     pipeline: Pipeline
+    #: The app's postback client (``None`` without ``KEITARO_POSTBACK_URL``).
+    postbacks: PostbackClient | None = None
+
+    def report(self, sub_id: str | None, status: str = "lead", **options: Any) -> PostbackResult:
+        """Report a conversion of the app (see :meth:`KeitaroExtension.postback`)."""
+        return report(self.postbacks, self.config.enabled, sub_id, status, **options)
+
+    def report_click(
+        self, sub_id: str | None, status: str = "lead", **options: Any
+    ) -> PostbackResult:
+        """Report a conversion of a request's click (``current_click.postback``)."""
+        return report(self.postbacks, self.config.enabled, sub_id, status, of_click=True, **options)
 
 
-def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., Any]], Callable[P, Any]]:
+def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., R]], Callable[P, R]]:
     """Give a function the signature of :class:`Route`, for editors, mypy and the docs."""
 
-    def decorate(func: Callable[..., Any]) -> Callable[P, Any]:
+    def decorate(func: Callable[..., R]) -> Callable[P, R]:
         func.__signature__ = inspect.signature(route)  # type: ignore[attr-defined]
         return func
 
@@ -86,6 +101,7 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
             outcome = _state(app).pipeline.run(
                 route, request, sender=app, secret_keys=_secret_keys(app)
             )
+            outcome.click.reporter = _state(app).report_click
             g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
                 raise ServiceUnavailable()
@@ -157,7 +173,11 @@ class KeitaroExtension:
         config = KeitaroConfig.from_mapping(app.config)
         session_cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
         pipeline = Pipeline.from_config(config, session_cookie=session_cookie)
-        app.extensions[_EXTENSION_KEY] = KeitaroState(self, config, pipeline.client, pipeline)
+        postbacks = postback_client(config, app.instance_path, sender=app)
+        state = KeitaroState(self, config, pipeline.client, pipeline, postbacks)
+        app.extensions[_EXTENSION_KEY] = state
+        if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:
+            app.before_request(_note_no_threads())
         app.context_processor(_template_globals)
         app.cli.add_command(keitaro_cli)
         if not app.secret_key and config.restore and config.enabled:
@@ -174,10 +194,58 @@ class KeitaroExtension:
         """
         return _state().pipeline.breaker.state
 
+    def postback(
+        self,
+        sub_id: str,
+        status: str = "lead",
+        *,
+        payout: Any = None,
+        currency: str | None = None,
+        tid: str | int | None = None,
+        cost: Any = None,
+        sub_ids: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> PostbackResult:
+        """Report a conversion to Keitaro, through the outbox: none is lost.
+
+        Call it in a request or an app context. The conversion is committed to the outbox
+        (``KEITARO_POSTBACK_OUTBOX``), then sent at once; the result says ``delivered``, or
+        ``queued`` when the tracker did not take it (it is retried in the background). A
+        tracker failure never raises; :exc:`~flask_keitaro.PostbackError` means the
+        conversion could be neither stored nor delivered. With ``KEITARO_ENABLED = False``
+        nothing is stored or sent (``skipped``).
+
+        :param sub_id: the click's ``sub_id`` (``current_click.postback`` fills it in).
+        :param status: ``"lead"``, ``"sale"``, ``"rejected"`` or ``"rebill"``.
+        :param payout: the revenue: a ``Decimal``, an ``int``, a ``str`` or a ``float``,
+            finite and non-negative; sent as a plain decimal.
+        :param currency: a three-letter code such as ``"USD"``.
+        :param tid: the transaction id; a new ``tid`` on a ``sale`` or ``rebill`` counts
+            as another sale (an upsell), so the package never makes one up.
+        :param cost: the click's cost, as ``payout``.
+        :param sub_ids: ``{"sub_id_1": ..., ...}`` up to ``sub_id_15``: updated on the click.
+        :param params: other fields to send (not the postback's own names).
+        :raises ValueError: a bad argument, named, before anything is stored or sent.
+        :raises ConfigurationError: ``KEITARO_POSTBACK_URL`` is not set.
+        """
+        return _state().report(
+            sub_id,
+            status,
+            payout=payout,
+            currency=currency,
+            tid=tid,
+            cost=cost,
+            sub_ids=sub_ids,
+            params=params,
+        )
+
     @staticmethod
     def close(app: Flask) -> None:
-        """Close the pooled tracker connections of ``app`` (for tests and shutdown hooks)."""
-        _state(app).pipeline.close()
+        """Close the pooled tracker connections of ``app`` and stop its postback thread."""
+        state = _state(app)
+        state.pipeline.close()
+        if state.postbacks is not None:
+            state.postbacks.close()
 
 
 def _state(app: Flask | None = None) -> KeitaroState:
@@ -189,6 +257,22 @@ def _state(app: Flask | None = None) -> KeitaroState:
             "The Keitaro extension is not registered on this Flask app: create"
             " KeitaroExtension(app) or call keitaro.init_app(app) first."
         ) from None
+
+
+def _note_no_threads() -> Callable[[], None]:
+    """A ``before_request`` hook saying once, on the first request, how queued postbacks go out."""
+    noted: list[bool] = []
+
+    def note() -> None:
+        if not noted:
+            noted.append(True)
+            logger.warning(
+                "Threads are off in this process (uWSGI without enable-threads): queued"
+                " Keitaro postbacks are not retried in the background; run"
+                " 'flask keitaro postbacks flush' from cron."
+            )
+
+    return note
 
 
 def _secret_keys(app: Flask) -> SecretKeys:

@@ -6,6 +6,7 @@ Django, Falcon, Bottle or a bare WSGI callable get the same clicks, byte for byt
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from werkzeug.wrappers import Request
 from .config import OPTIONS, KeitaroConfig
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
+from .postback import PostbackResult, report
+from .postback import from_config as postback_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -53,6 +56,10 @@ class KeitaroMiddleware:
     app runs with the click in ``environ["keitaro.click"]``, and the click's cookies and
     headers are added as it starts its response — its body is not buffered. Other paths pass
     straight through.
+
+    With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
+    own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
+    time the middleware is made.
     """
 
     def __init__(
@@ -70,7 +77,10 @@ class KeitaroMiddleware:
         config = {OPTIONS[name]: value for name, value in options.items()}
         config[OPTIONS["tracker_url"]] = tracker_url
         self.app = app
-        self.pipeline = Pipeline.from_config(KeitaroConfig.from_mapping(config))
+        checked = KeitaroConfig.from_mapping(config)
+        self.pipeline = Pipeline.from_config(checked)
+        #: The postback client (``None`` without ``postback_url``).
+        self.postbacks = postback_client(checked, os.getcwd(), sender=self)
         self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
@@ -104,6 +114,7 @@ class KeitaroMiddleware:
             return ServiceUnavailable()(environ, start_response)
         if outcome.response is not None:
             return outcome.response(environ, start_response)
+        outcome.click.reporter = self._report_click
         environ[ENVIRON_KEY] = outcome.click
 
         def finish(
@@ -115,6 +126,17 @@ class KeitaroMiddleware:
 
         return self.app(environ, finish)
 
+    def postback(self, sub_id: str, status: str = "lead", **options: Any) -> PostbackResult:
+        """Report a conversion: as :meth:`KeitaroExtension.postback
+        <flask_keitaro.KeitaroExtension.postback>`, signals sent with the middleware."""
+        return report(self.postbacks, self.pipeline.config.enabled, sub_id, status, **options)
+
+    def _report_click(self, sub_id: str | None, status: str, **options: Any) -> PostbackResult:
+        config = self.pipeline.config
+        return report(self.postbacks, config.enabled, sub_id, status, of_click=True, **options)
+
     def close(self) -> None:
-        """Close the pooled tracker connections."""
+        """Close the pooled tracker connections and stop the postback thread."""
         self.pipeline.close()
+        if self.postbacks is not None:
+            self.postbacks.close()

@@ -8,10 +8,9 @@ Nothing here imports Flask. The Flask decorator and the WSGI middleware are two 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from werkzeug.datastructures import Headers
@@ -20,10 +19,12 @@ from werkzeug.wrappers import Request, Response
 from . import signals
 from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
-from .client import ClickAPIClient, ClickOptions, is_reserved
+from .client import ClickAPIClient
 from .config import KeitaroConfig, SendParams, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
 from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
+from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
+from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query
@@ -36,9 +37,6 @@ PerRequest = str | Callable[[Request], str | None]
 
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
-
-#: What a field the site adds may be named: a name PHP reads as it is, not one of the call's.
-_OWN_FIELD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: What every response the click touched says to shared caches (CDNs, proxies).
 NO_STORE = "private, no-store"
@@ -66,7 +64,8 @@ class Route:
     :param referrer: ``"current_page"`` sends the current URL as the referrer.
     :param params: the site's own extra fields, name -> a string or a callable taking the
         request (``None``: not sent). Sent after the visitor's parameters, they beat one of the
-        same name and are never trimmed; a name of the call's own fields is refused.
+        same name and are never dropped (a value is cut at 2048 bytes); at most 20, and a name
+        of the call's own fields is refused.
     :param replay: ``False`` always runs the view: ``current_click.acted`` tells whether the
         tracker decided and ``current_click.response`` is what the visitor would have got.
     """
@@ -87,8 +86,10 @@ class Route:
             raise ValueError(
                 "a campaign route needs a non-empty campaign token string or a callable"
             )
+        if len(self.params or {}) > MAX_SITE_PARAMS:
+            raise ValueError(f"params: at most {MAX_SITE_PARAMS} fields of the site's own")
         for name, value in (self.params or {}).items():
-            if not isinstance(name, str) or not _OWN_FIELD.match(name) or is_reserved(name):
+            if not isinstance(name, str) or not is_safe_name(name):
                 raise ValueError(
                     f"params: {name!r} cannot be sent: names are 1-64 of A-Z a-z 0-9 _ - and"
                     " not one of the Click API call's own fields"
@@ -124,8 +125,14 @@ class Route:
         value = getattr(self, name)
         return getattr(config, name) if value is None else value
 
-    def click_options(self, config: KeitaroConfig, request: Request) -> ClickOptions:
-        """The call's options for ``request``: the route's options over the app's config."""
+    def click_options(
+        self, config: KeitaroConfig, request: Request, forwarding: Forwarding | None = None
+    ) -> ClickOptions:
+        """The call's options for ``request``: the route's options over the app's config.
+
+        ``forwarding`` says which cookies and headers may leave the site (none given: the
+        private-data rule alone).
+        """
         keyword = self.keyword(request) if callable(self.keyword) else self.keyword
         params = []
         for name, value in (self.params or {}).items():
@@ -140,6 +147,7 @@ class Route:
             log=self.option("log", config),
             referrer=request.url if self.referrer == "current_page" else self.referrer,
             params=tuple(params),
+            forwarding=forwarding or Forwarding(),
         )
 
 
@@ -198,6 +206,12 @@ class Pipeline:
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
         #: Cookies named like these are never set from the tracker's ``cookies`` map.
         self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
+        #: What of the visitor may leave the site, before the tracker's own cookies are known.
+        self.forwarding = Forwarding.of(
+            private_cookies=(*self.private_cookies, *config.private_cookies),
+            private_headers=config.private_headers,
+            forward_cookies=config.forward_cookies,
+        )
 
     @classmethod
     def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
@@ -233,7 +247,7 @@ class Pipeline:
             return Outcome(Click.empty(), touched=False)
         config = self.config
         visitor = Visitor.from_request(
-            request, ip_header=config.ip_header, private_cookies=self.private_cookies
+            request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
         )
         policy = self._policy(visitor)
         if visitor.is_prefetch and config.prefetch == "skip":
@@ -247,7 +261,7 @@ class Pipeline:
                 signals.click_restored.send(sender, click=restored)
                 return Outcome(restored, cookies=self._state_cookies(visitor, state), policy=policy)
 
-        options = route.click_options(config, request)
+        options = route.click_options(config, request, self._forwarding(state))
         allowed, change = self.breaker.allow()
         _announce(change, sender)
         if not allowed:
@@ -273,8 +287,11 @@ class Pipeline:
         click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
-            logger.debug("Tracker log: %s", line)
-        outcome = Outcome(click, cookies=self._tracker_cookies(visitor, result), policy=policy)
+            # The tracker may name the campaign by its token: a log record never holds it.
+            logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
+        tracker_cookies = self._tracker_cookies(result)
+        cookies = self._new_cookies(visitor, result, tracker_cookies)
+        outcome = Outcome(click, cookies=cookies, policy=policy)
         if replayed is not None:
             # The tracker's word on caching is not taken: its answer is this visitor's alone.
             del replayed.headers["Cache-Control"]
@@ -285,7 +302,8 @@ class Pipeline:
                 click.response = replayed  # finished with the view's own response
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
-            state.put(token, result.info, cookie_max_age(result.cookies_ttl))
+            names = [name for name, _ in tracker_cookies if name != self.config.uniqueness_cookie]
+            state.put(token, result.info, cookie_max_age(result.cookies_ttl), cookies=names)
             outcome.cookies += self._state_cookies(visitor, state)
         return outcome
 
@@ -300,33 +318,41 @@ class Pipeline:
             return None
         return ClickState.load(secret_keys, visitor.cookies.get(self.config.state_cookie))
 
-    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
-        """A click restored from a ``?_subid=&_token=`` link, else from the state cookie.
+    def _forwarding(self, state: ClickState | None) -> Forwarding:
+        """What may be forwarded, with the tracker's cookies the signed state names."""
+        names = state.tracker_cookies() if state is not None else frozenset()
+        if not names:
+            return self.forwarding
+        return replace(self.forwarding, tracker_cookies=names)
 
-        A link restores even without a ``SECRET_KEY``, for this request only.
+    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
+        """A click restored from the state cookie, or from a ``?_subid=&_token=`` link.
+
+        A real click in the state is never replaced by a link (a crafted link must not credit
+        someone else with the visitor's conversions). Links are read only with
+        ``KEITARO_RESTORE_FROM_QUERY``, and restore even without a ``SECRET_KEY``, for this
+        request only. ``Click.restored`` says where the click came from: ``"state"`` for a
+        click the tracker made, ``"link"`` for one a link gave (now, or kept in the state).
         """
-        info = info_from_query(request.args) if self.config.restore_from_query else None
-        if info is not None and state is not None:
-            state.put(token, info, cookie_max_age(QUERY_RESTORE_TTL))
-        elif info is None and state is not None:
-            info = state.get(token)
-        if info is None:
-            return None
-        return Click(info, tracker_url=self.config.tracker_url, restored=True)
+        stored = state.find(token) if state is not None else None
+        if stored is not None and not stored.from_link:
+            return Click(stored.info, tracker_url=self.config.tracker_url, restored="state")
+        link = info_from_query(request.args) if self.config.restore_from_query else None
+        if link is not None:
+            if state is not None:
+                state.put(token, link, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
+            return Click(link, tracker_url=self.config.tracker_url, restored="link")
+        if stored is not None:
+            return Click(stored.info, tracker_url=self.config.tracker_url, restored="link")
+        return None
 
     def _state_cookies(self, visitor: Visitor, state: ClickState | None) -> tuple[SetCookie, ...]:
         if state is None or not state.changed or visitor.is_prefetch:
             return ()
         return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
 
-    def _tracker_cookies(self, visitor: Visitor, result: ClickResult) -> tuple[SetCookie, ...]:
-        """The tracker's cookies and the uniqueness cookie, for ``cookies_ttl`` hours.
-
-        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
-        visitor already holds with the same value is not set again.
-        """
-        if visitor.is_prefetch:
-            return ()
+    def _tracker_cookies(self, result: ClickResult) -> list[tuple[str, str]]:
+        """The tracker's valid cookies and the uniqueness cookie, as name-value pairs."""
         candidates = []
         for name, value in result.cookies.items():
             if name in self.protected_cookies:
@@ -335,7 +361,6 @@ class Pipeline:
                 candidates.append((name, value))
         if result.uniqueness_cookie:
             candidates.append((self.config.uniqueness_cookie, result.uniqueness_cookie))
-        max_age = cookie_max_age(result.cookies_ttl)
         out = []
         for name, value in candidates:
             problem = cookie_problem(name, value)
@@ -343,9 +368,27 @@ class Pipeline:
                 logger.warning(
                     "Dropped an invalid cookie from the tracker's answer: %.40r (%s)", name, problem
                 )
-            elif visitor.cookies.get(name) != value:
-                out.append(SetCookie(name, value, max_age))
-        return tuple(out)
+            else:
+                out.append((name, value))
+        return out
+
+    @staticmethod
+    def _new_cookies(
+        visitor: Visitor, result: ClickResult, cookies: list[tuple[str, str]]
+    ) -> tuple[SetCookie, ...]:
+        """The tracker's ``cookies`` to set, for ``cookies_ttl`` hours.
+
+        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
+        visitor already holds with the same value is not set again.
+        """
+        if visitor.is_prefetch:
+            return ()
+        max_age = cookie_max_age(result.cookies_ttl)
+        return tuple(
+            SetCookie(name, value, max_age)
+            for name, value in cookies
+            if visitor.cookies.get(name) != value
+        )
 
 
 def _announce(change: BreakerChange | None, sender: Any) -> None:

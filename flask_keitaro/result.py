@@ -6,16 +6,23 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlencode
 
 from .bounds import answer_headers, final_status, log_dropped, value_problem
 from .errors import InvalidTrackerResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from werkzeug.wrappers import Response
 
+    from .postback import PostbackResult
+
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
+
+#: Where a click made without a call came from: the state cookie, or a link.
+Restored = Literal["state", "link"]
 
 
 def _bad(field_name: str, value: object, expected: str) -> InvalidTrackerResponse:
@@ -256,18 +263,23 @@ class Click:
         tracker_url: str = "",
         log: tuple[str, ...] = (),
         raw: Mapping[str, Any] | None = None,
-        restored: bool = False,
+        restored: Restored | None = None,
     ) -> None:
         self._info = info
         self._tracker_url = tracker_url
         self._log = log
         self._raw = dict(raw or {})
-        #: True when the click was restored from the state cookie or a link, not made now.
+        #: ``None`` for a click made now; else where it came from, without a call:
+        #: ``"state"`` (a click the tracker made, kept in the state cookie) or ``"link"`` (a
+        #: ``?_subid=&_token=`` link gave it, now or on an earlier visit: the tracker's
+        #: filters did not see it). Truthy exactly when restored, as the old ``True`` was.
         self.restored = restored
         #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
         self.acted = False
         #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
         self.response: Response | None = None
+        #: What :meth:`postback` reports through: set by the extension and the middleware.
+        self.reporter: Callable[..., PostbackResult] | None = None
 
     @classmethod
     def empty(cls) -> Click:
@@ -337,6 +349,39 @@ class Click:
     def raw(self) -> dict[str, Any]:
         """The parsed JSON answer, as the tracker sent it."""
         return self._raw
+
+    def postback(
+        self,
+        status: str = "lead",
+        *,
+        payout: Any = None,
+        currency: str | None = None,
+        tid: str | int | None = None,
+        cost: Any = None,
+        sub_ids: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> PostbackResult:
+        """Report a conversion of this click: :meth:`KeitaroExtension.postback
+        <flask_keitaro.KeitaroExtension.postback>` with this click's ``sub_id``.
+
+        On a click that did not happen (the tracker was down) nothing is sent: the result
+        says ``skipped`` and the log says why.
+        """
+        if self.reporter is None:
+            raise RuntimeError(
+                "This click cannot send postbacks: only the click of a request that the"
+                " extension or the middleware handled can."
+            )
+        return self.reporter(
+            self.sub_id,
+            status,
+            payout=payout,
+            currency=currency,
+            tid=tid,
+            cost=cost,
+            sub_ids=sub_ids,
+            params=params,
+        )
 
     def offer_url(self, **params: Any) -> str | None:
         """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.

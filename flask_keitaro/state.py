@@ -12,8 +12,8 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -29,8 +29,13 @@ MAX_CAMPAIGNS = 8
 #: Lifetime in hours of a click restored from a link (``?_subid=&_token=``).
 QUERY_RESTORE_TTL = 24
 
-_SUB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TOKEN = re.compile(r"^[A-Za-z0-9_.~=+/-]{1,512}$")
+#: Most tracker cookie names one entry of the state keeps (the state is one small cookie).
+MAX_TRACKER_COOKIES = 8
+
+# What a link's ``_subid`` and ``_token`` must be, whole (``fullmatch``: no trailing newline).
+_SUB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 
 def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
@@ -69,6 +74,13 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo:
 
 
 SecretKeys = tuple[str | bytes, ...]
+
+
+class StoredClick(NamedTuple):
+    """A click kept in the state: its data, and whether a link gave it (not the tracker)."""
+
+    info: ClickInfo
+    from_link: bool
 
 
 class ClickState:
@@ -124,7 +136,12 @@ class ClickState:
         return [campaign_key(secret, campaign_token) for secret in self._secret_keys]
 
     def get(self, campaign_token: str, now: float | None = None) -> ClickInfo | None:
-        """The stored click of a campaign, when there is a valid, unexpired one.
+        """The stored click of a campaign, when there is a valid, unexpired one."""
+        stored = self.find(campaign_token, now)
+        return stored.info if stored is not None else None
+
+    def find(self, campaign_token: str, now: float | None = None) -> StoredClick | None:
+        """The stored click of a campaign and where it came from, when there is a valid one.
 
         An entry stored under an old secret key is moved under the current one.
         """
@@ -145,17 +162,46 @@ class ClickState:
         except Exception:  # a state of the wrong shape is no state
             logger.debug("Ignored a click state entry of the wrong shape")
             return None
-        return info if info.sub_id else None
+        return StoredClick(info, entry.get("r") == "link") if info.sub_id else None
 
-    def put(self, campaign_token: str, info: ClickInfo, max_age: int) -> None:
-        """Store a click for ``max_age`` seconds; the oldest beyond ``MAX_CAMPAIGNS`` go."""
+    def put(
+        self,
+        campaign_token: str,
+        info: ClickInfo,
+        max_age: int,
+        *,
+        from_link: bool = False,
+        cookies: Iterable[str] = (),
+    ) -> None:
+        """Store a click for ``max_age`` seconds; the oldest beyond ``MAX_CAMPAIGNS`` go.
+
+        ``from_link`` marks a click a link gave; ``cookies`` are the names of the cookies the
+        tracker set with it (at most :data:`MAX_TRACKER_COOKIES`), forwarded to it on later
+        calls whatever their names.
+        """
         current, *old = self._keys(campaign_token)
         for key in (current, *old):
             self.entries.pop(key, None)
-        self.entries[current] = _info_to_dict(info, time.time() + max_age)
+        entry = _info_to_dict(info, time.time() + max_age)
+        if from_link:
+            entry["r"] = "link"
+        names = sorted({name for name in cookies if _COOKIE_NAME.fullmatch(name)})
+        if names:
+            entry["k"] = names[:MAX_TRACKER_COOKIES]
+        self.entries[current] = entry
         while len(self.entries) > MAX_CAMPAIGNS:
             self.entries.pop(next(iter(self.entries)))
         self.changed = True
+
+    def tracker_cookies(self, now: float | None = None) -> frozenset[str]:
+        """The names of the cookies the tracker set, by the unexpired entries."""
+        now = time.time() if now is None else now
+        names: set[str] = set()
+        for entry in self.entries.values():
+            kept = entry.get("k")
+            if isinstance(kept, list) and entry.get("e", 0) > now:
+                names.update(name for name in kept if isinstance(name, str))
+        return frozenset(names)
 
     def dumps(self) -> str:
         """The signed cookie value, signed with the current secret key."""
@@ -168,9 +214,9 @@ class ClickState:
 
 
 def info_from_query(args: Mapping[str, str]) -> ClickInfo | None:
-    """A click restored from ``?_subid=...&_token=...``, when both look valid."""
+    """A click restored from ``?_subid=...&_token=...``, when both match their pattern whole."""
     sub_id = args.get("_subid", "")
     token = args.get("_token", "")
-    if _SUB_ID.match(sub_id) and _TOKEN.match(token):
+    if _SUB_ID.fullmatch(sub_id) and _TOKEN.fullmatch(token):
         return ClickInfo(sub_id=sub_id, token=token)
     return None

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from werkzeug.wrappers import Request
 
-# Headers a visitor's browser must never have forwarded to a third party.
-_PRIVATE_HEADERS = frozenset({"authorization", "proxy-authorization"})
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Browser prefetch / link-preview markers: (header, substring its value contains), lower case.
+# Browser prefetch / link-preview markers: (header, what its lower-cased value contains).
 _PREFETCH_MARKERS = (
-    ("x-purpose", "preview"),
-    ("x-moz", "prefetch"),
-    ("purpose", "prefetch"),
-    ("sec-purpose", "prefetch"),
-    ("x-fb-http-engine", "liger"),
+    ("X-Purpose", "preview"),
+    ("X-Moz", "prefetch"),
+    ("Purpose", "prefetch"),
+    ("Sec-Purpose", "prefetch"),
+    ("X-FB-HTTP-Engine", "liger"),
 )
 
 
@@ -41,15 +40,27 @@ def language_code(accept_language: str) -> str:
     return code if len(code) == 2 and code.isascii() and code.isalpha() else ""
 
 
-def strip_cookies(cookie_header: str, names: Iterable[str]) -> str:
-    """Remove the cookies ``names`` from a raw ``Cookie`` header, keeping the rest verbatim."""
-    drop = set(names)
-    kept = [
-        part.strip()
-        for part in cookie_header.split(";")
-        if part.strip() and part.split("=", 1)[0].strip() not in drop
-    ]
-    return "; ".join(kept)
+def client_ip(
+    peer: str | None, header_value: str | None, trusted_proxies: Sequence[IPNetwork]
+) -> str:
+    """The visitor's IP: from a proxy's header when the peer is a trusted proxy, else the peer.
+
+    ``peer`` is the address the request came from (``request.remote_addr``, after
+    ``ProxyFix`` when one is installed); ``header_value`` is the proxy's header (such as
+    ``CF-Connecting-IP``), whose last comma-separated entry is the one the nearest proxy
+    wrote. The header is taken only when ``peer`` is inside one of ``trusted_proxies`` and
+    holds a valid IP; anyone else could write it and so pick their own country or pass as
+    another visitor.
+    """
+    peer_ip = parse_ip(peer)
+    if header_value and trusted_proxies and peer_ip is not None:
+        address = ipaddress.ip_address(peer_ip)
+        mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:10.0.0.1 on a dual-stack socket
+        if any(address in net or (mapped is not None and mapped in net) for net in trusted_proxies):
+            from_header = parse_ip(header_value.rsplit(",", 1)[-1])
+            if from_header is not None:
+                return from_header
+    return peer_ip or (peer or "")
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,21 @@ class Visitor:
     method: str = "GET"
     is_secure: bool = False
     is_prefetch: bool = False
-    #: Every incoming header to forward as ``original_headers[Name]``, private ones removed.
+    #: Every incoming header, in order (what of them is forwarded is decided by ``fields.py``).
     headers: tuple[tuple[str, str], ...] = ()
-    #: The raw ``Cookie`` header to forward, without the app's own cookies.
+    #: The raw ``Cookie`` header.
     cookie_header: str = ""
     #: The visitor's cookies (all of them), for reading back stored values.
     cookies: dict[str, str] = field(default_factory=dict)
     #: The visitor's query parameters in order, repeated names kept.
     query: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:
+        # Headers and cookies hold the visitor's credentials: a repr names none of them.
+        return (
+            f"<Visitor ip={self.ip!r} method={self.method!r} host={self.host[:64]!r}"
+            f" headers={len(self.headers)} cookies={len(self.cookies)} query={len(self.query)}>"
+        )
 
     @classmethod
     def from_request(
@@ -81,51 +99,32 @@ class Visitor:
         request: Request,
         *,
         ip_header: str | None = None,
-        private_cookies: Iterable[str] = (),
+        trusted_proxies: Sequence[IPNetwork] = (),
     ) -> Visitor:
         """Read a visitor from a werkzeug/Flask request.
 
-        Only ``request.remote_addr`` is trusted for the IP, unless ``ip_header`` names one
-        header to trust (its last comma-separated entry, which the nearest proxy wrote).
-        ``private_cookies`` (such as the app's session cookie) are never forwarded.
+        The IP is ``request.remote_addr``, or ``ip_header``'s when the request came from one
+        of ``trusted_proxies`` (see :func:`~flask_keitaro.visitor.client_ip`).
         """
-        ip = None
-        if ip_header:
-            raw = request.headers.get(ip_header, "")
-            ip = parse_ip(raw.rsplit(",", 1)[-1]) if raw else None
-        if ip is None:
-            ip = parse_ip(request.remote_addr) or (request.remote_addr or "")
-        private = tuple(private_cookies)
-        cookie_header = request.headers.get("Cookie", "")
-        forwarded_cookies = strip_cookies(cookie_header, private) if cookie_header else ""
-        headers: list[tuple[str, str]] = []
-        for name, value in request.headers.items():
-            lower = name.lower()
-            if lower in _PRIVATE_HEADERS:
-                continue
-            if lower == "cookie":
-                if not forwarded_cookies:
-                    continue
-                value = forwarded_cookies
-            headers.append((name, value))
-        lowered = {name.lower(): value.lower() for name, value in request.headers.items()}
+        headers = request.headers
+        ip_value = headers.get(ip_header) if ip_header and trusted_proxies else None
         # HEAD is what link checkers and monitors send: treated as a prefetch.
         is_prefetch = request.method == "HEAD" or any(
-            marker in lowered.get(h, "") for h, marker in _PREFETCH_MARKERS
+            marker in headers.get(name, "").lower() for name, marker in _PREFETCH_MARKERS
         )
         return cls(
-            ip=ip,
-            user_agent=request.headers.get("User-Agent", ""),
-            language=language_code(request.headers.get("Accept-Language", "")),
-            x_requested_with=request.headers.get("X-Requested-With", ""),
-            referrer=request.headers.get("Referer", ""),
+            ip=client_ip(request.remote_addr, ip_value, trusted_proxies),
+            user_agent=headers.get("User-Agent", ""),
+            language=language_code(headers.get("Accept-Language", "")),
+            x_requested_with=headers.get("X-Requested-With", ""),
+            referrer=headers.get("Referer", ""),
             uri=request.url,
             host=request.host,
             method=request.method,
             is_secure=request.is_secure,
             is_prefetch=is_prefetch,
-            headers=tuple(headers),
-            cookie_header=forwarded_cookies,
+            headers=tuple(headers.items()),
+            cookie_header=headers.get("Cookie", ""),
             cookies=dict(request.cookies),
             query=tuple(request.args.items(multi=True)),
         )

@@ -1,12 +1,18 @@
-"""Reading the docs' reST sources for the doc checks: directives, sections, tables."""
+"""Helpers of the doc checks: reading the reST sources, and importing the examples."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+
+import pytest
+from flask import Flask
+
+from flask_keitaro import KeitaroExtension
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -82,3 +88,32 @@ def directive_content(text: str, directive: str) -> list[str]:
     if match is None:
         raise AssertionError(f"no {directive} directive")
     return [line[3:] for line in match.group(1).splitlines()]
+
+
+#: Imports a file under docs/examples/ (its path there) as a fresh module.
+LoadExample = Callable[[str], ModuleType]
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0"
+
+
+@pytest.fixture
+def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadExample]:
+    """Import ``docs/examples/<path>`` as a fresh module; its apps are closed afterwards."""
+    loaded: list[ModuleType] = []
+
+    def load(path: str) -> ModuleType:
+        name = "docs_example_" + path.removesuffix(".py").replace("/", "_")
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        # Flask finds the example's templates through the module in sys.modules.
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        loaded.append(module)
+        return module
+
+    yield load
+    for module in loaded:
+        app = getattr(module, "app", None)
+        if isinstance(app, Flask):
+            KeitaroExtension.close(app)

@@ -204,7 +204,10 @@ def test_code_in_the_docs_comes_from_examples_that_the_tests_use() -> None:
         and not any(part.startswith((".", "__")) for part in path.relative_to(EXAMPLES).parts)
     }
     assert examples == included, f"examples no page includes: {examples - included}"
-    exercised = (ROOT / "tests" / "test_docs_examples.py").read_text(encoding="utf-8")
+    exercised = "".join(
+        path.read_text(encoding="utf-8")
+        for path in sorted((ROOT / "tests").glob("test_docs_examples*.py"))
+    )
     for example in examples:
         assert example in exercised, f"docs/examples/{example} is not used by a test"
 
@@ -213,3 +216,34 @@ def test_the_changelog_page_includes_changes_md() -> None:
     page = source("changelog.md")
     assert "```{include} ../CHANGES.md" in page
     assert (DOCS.parent / "CHANGES.md").is_file()
+
+
+# Every method of the official PHP client that a migrating site may call.
+PHP_CLIENT_METHODS = (
+    "sendAllParams",
+    "sendUtmLabels",
+    "param",
+    "params",
+    "keyword",
+    "currentPageAsReferrer",
+    "forceRedirectOffer",
+    "restoreFromSession",
+    "restoreFromQuery",
+    "getOffer",
+    "getSubId",
+    "getToken",
+    "isBot",
+    "isUnique",
+    "disableSessions",
+    "debug",
+    "showLog",
+    "execute",
+    "executeAndBreak",
+    "getContent",
+)
+
+
+def test_the_migrating_guide_maps_every_php_client_method() -> None:
+    table = section(source("guides/migrating.rst"), "Method by method")
+    mapped = re.findall(r"^   \* - ``(?:new )?(\w+)\(", table, flags=re.MULTILINE)
+    assert not set(PHP_CLIENT_METHODS) - set(mapped), set(PHP_CLIENT_METHODS) - set(mapped)

@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from types import ModuleType
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from flask_keitaro import KeitaroExtension
 from flask_keitaro.testing import ClickAPIEmulator
 
-from .docs_support import EXAMPLES, ROOT
+from .docs_support import BROWSER, EXAMPLES, ROOT, LoadExample
+from .docs_support import load_example as load_example  # a fixture
+from .postback_receiver import PostbackReceiver
 
-BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0"
 CURL = "curl/8.5.0"
-
-LoadExample = Callable[[str], ModuleType]
-
-
-@pytest.fixture
-def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadExample]:
-    """Import ``docs/examples/<path>`` as a fresh module; its apps are closed afterwards."""
-    loaded: list[ModuleType] = []
-
-    def load(path: str) -> ModuleType:
-        name = "docs_example_" + path.removesuffix(".py").replace("/", "_")
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        # Flask finds the example's templates through the module in sys.modules.
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        loaded.append(module)
-        return module
-
-    yield load
-    for module in loaded:
-        app = getattr(module, "app", None)
-        if app is not None:
-            KeitaroExtension.close(app)
 
 
 @pytest.fixture
@@ -192,6 +166,59 @@ def test_migrating_example_runs_the_view_when_the_tracker_does_not_act(
     assert response.text == f"<h1>Spring sale</h1><p>ref {click['sub_id']}</p>"
 
 
+@pytest.fixture
+def receiver() -> Iterator[PostbackReceiver]:
+    server = PostbackReceiver().start()
+    yield server
+    server.stop()
+
+
+def test_conversions_example_reports_the_order_and_the_refund(
+    load_example: LoadExample,
+    quickstart_emulator: ClickAPIEmulator,
+    receiver: PostbackReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("KEITARO_POSTBACK_URL", receiver.url)
+    monkeypatch.setenv("KEITARO_POSTBACK_OUTBOX", str(tmp_path / "outbox.sqlite3"))
+    example = load_example("conversions/app.py")
+    client = example.app.test_client()
+    response = client.post("/order", data={"order_id": "A-17"}, headers={"User-Agent": BROWSER})
+    assert response.text == "Thank you for order A-17! (delivered)"
+    (click,) = quickstart_emulator.clicks()
+    assert dict(receiver.received[0].form) == {
+        "subid": click["sub_id"],
+        "status": "sale",
+        "payout": "29.90",
+        "currency": "USD",
+        "tid": "A-17",
+    }
+    receiver.fail(503)  # the tracker is down: the sale waits in the outbox
+    response = client.post("/order", data={"order_id": "A-18"}, headers={"User-Agent": BROWSER})
+    assert response.text == "Thank you for order A-18! (queued)"
+    receiver.ok()
+    assert example.refund(click["sub_id"]) == "delivered"
+    assert receiver.received[-1].form["status"] == "rejected"
+
+
+def test_conversions_task_example_sends_what_it_queued(
+    load_example: LoadExample, receiver: PostbackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_keitaro import TrackerError
+
+    monkeypatch.setenv("KEITARO_POSTBACK_URL", receiver.url)
+    tasks = load_example("conversions/tasks.py")
+    fields = tasks.conversion_fields("sub-9", "B-2")
+    tasks.send_conversion(fields)
+    assert dict(receiver.received[0].form) == fields
+    receiver.fail(500)
+    with pytest.raises(TrackerError):  # what makes the queue retry
+        tasks.send_conversion(fields)
+    with pytest.raises(ValueError, match=r"^sub_id"):
+        tasks.conversion_fields("", "B-3")
+
+
 def test_example_paths_named_here_exist() -> None:
     """The paths this module exercises are the ones the docs include."""
     for example in (
@@ -202,5 +229,7 @@ def test_example_paths_named_here_exist() -> None:
         "emulator/test_site.py",
         "emulator/campaigns.toml",
         "migrating.py",
+        "conversions/app.py",
+        "conversions/tasks.py",
     ):
         assert (EXAMPLES / example).is_file(), example

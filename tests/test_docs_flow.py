@@ -7,11 +7,20 @@ from typing import Any
 
 import pytest
 
+from bench import BENCHMARKS
 from flask_keitaro import ClickInfo, ClickResult
-from flask_keitaro.client import RESERVED_FIELDS
 from flask_keitaro.config import DEFAULTS
+from flask_keitaro.fields import RESERVED_FIELDS
 
-from .docs_support import directive_content, docs_extension, section, source, table_names
+from .docs_support import (
+    DOCS,
+    ROOT,
+    directive_content,
+    docs_extension,
+    section,
+    source,
+    table_names,
+)
 
 # One answer field each, with a value the client must read: the answer table's probes.
 ANSWER_PROBES: dict[str, Any] = {
@@ -147,3 +156,17 @@ def test_the_info_row_names_every_info_field() -> None:
     assert not unread, f"ClickInfo fields the probe does not set: {unread}"
     for name in ANSWER_PROBES["info"]:
         assert f"``{name}``" in info_row, name
+
+
+def test_the_performance_page_shows_a_whole_run_of_every_benchmark() -> None:
+    page = source("performance.rst")
+    assert ".. keitaro-benchmarks::" in page
+    assert ".. include:: measurements/bench.txt\n   :literal:" in page
+    output = (DOCS / "measurements" / "bench.txt").read_text(encoding="utf-8")
+    # A whole run (not --quick), of every benchmark there is: else run make bench-record.
+    assert "(quick)" not in output and "\n== targets (" in output
+    missing = [name for name in BENCHMARKS if name not in output.lower()]
+    assert not missing, f"docs/measurements/bench.txt has no output of {missing}"
+    rows = docs_extension().benchmark_rows(ROOT / "bench")
+    assert [name for name, _ in rows] == list(BENCHMARKS)
+    assert all(len(text) > 80 and "python -m" not in text[:20] for _, text in rows)

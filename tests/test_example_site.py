@@ -136,8 +136,9 @@ def test_go_sends_the_visitor_straight_to_the_offer(
 
 
 def test_promo_is_for_germany_only(demo: DemoServer) -> None:
-    # Loopback is Germany in campaigns.toml; 198.51.100.0/24 is in no country.
-    config = {"KEITARO_IP_HEADER": "X-Real-IP"}
+    # Loopback is Germany in campaigns.toml; 198.51.100.0/24 is in no country. The test
+    # stands in for a proxy on loopback, the one peer whose X-Real-IP is trusted.
+    config = {"KEITARO_IP_HEADER": "X-Real-IP", "KEITARO_TRUSTED_PROXIES": ["127.0.0.0/8"]}
     with (
         DemoServer("127.0.0.1", 0, tracker_url=demo.emulator.url, config=config) as site,
         requests.Session() as session,

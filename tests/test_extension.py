@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 import pytest
@@ -247,7 +248,6 @@ BAD_CONFIG = [
     ("KEITARO_TRACKER_URL", "ftp://tracker.example.com"),
     ("KEITARO_TRACKER_URL", "https://"),
     ("KEITARO_TRACKER_URL", "https://t.example/?token=x"),
-    ("KEITARO_TRACKER_URL", "https://user:pw@t.example"),
     ("KEITARO_TRACKER_URL", "https://t.example:99999"),
     ("KEITARO_TRACKER_URL", 42),
     ("KEITARO_TIMEOUT", 0),
@@ -262,6 +262,14 @@ BAD_CONFIG = [
     ("KEITARO_SEND_PARAMS", "some"),
     ("KEITARO_SEND_PARAMS", ["ok", 3]),
     ("KEITARO_IP_HEADER", "Bad Header"),
+    ("KEITARO_IP_HEADER", "CF-Connecting-IP"),  # without KEITARO_TRUSTED_PROXIES
+    ("KEITARO_TRUSTED_PROXIES", ["10.0.0.1/8"]),  # host bits set: a typo, not a network
+    ("KEITARO_TRUSTED_PROXIES", ["not-a-network"]),
+    ("KEITARO_TRUSTED_PROXIES", [10]),
+    ("KEITARO_TRUSTED_PROXIES", 10),
+    ("KEITARO_PRIVATE_COOKIES", ["a b"]),
+    ("KEITARO_PRIVATE_HEADERS", [3]),
+    ("KEITARO_FORWARD_COOKIES", "ok, a;b"),
     ("KEITARO_LOG", 1),
     ("KEITARO_FAIL_MODE", "sometimes"),
     ("KEITARO_UNIQUENESS_COOKIE", "bad name"),
@@ -305,7 +313,13 @@ CA_BUNDLE = __file__
         ("KEITARO_VERIFY_SSL", CA_BUNDLE, CA_BUNDLE),
         ("KEITARO_VERIFY_SSL", False, False),
         ("KEITARO_SEND_PARAMS", ["sub_id_1"], ("sub_id_1",)),
-        ("KEITARO_IP_HEADER", "CF-Connecting-IP", "CF-Connecting-IP"),
+        (
+            "KEITARO_TRUSTED_PROXIES",
+            "173.245.48.0/20, 2400:cb00::/32",
+            (IPv4Network("173.245.48.0/20"), IPv6Network("2400:cb00::/32")),
+        ),
+        ("KEITARO_PRIVATE_COOKIES", ["cart_id"], ("cart_id",)),
+        ("KEITARO_FORWARD_COOKIES", "ab_variant,theme", ("ab_variant", "theme")),
         ("KEITARO_COOKIE_SECURE", True, True),
         ("KEITARO_FAIL_MODE", "closed", "closed"),
         ("KEITARO_PREFETCH", "skip", "skip"),

@@ -138,11 +138,11 @@ def test_restored_and_failed_open_visits_are_private(
     client = make_app().test_client()
     client.get("/")
     restored = client.get("/")
-    assert restored.text.endswith("restored=True")
+    assert restored.text.endswith("restored=state")
     assert restored.headers["Cache-Control"] == "private, no-store"
     tracker.answer({"error": "boom"}, status=500)
     failed = make_app(KEITARO_RESTORE=False).test_client().get("/")
-    assert failed.text == "landing sub_id=None bool=False restored=False"
+    assert failed.text == "landing sub_id=None bool=False restored=None"
     assert failed.headers["Cache-Control"] == "private, no-store"
 
 
@@ -184,7 +184,7 @@ def test_state_signed_with_an_old_key_is_restored_and_resigned(
     client.set_cookie("_kst", _state_cookie("old-key", "rotated00001"))
     with click_restored.connected_to(lambda s, **kw: None, app):
         response = client.get("/")
-    assert response.text == "landing sub_id=rotated00001 bool=True restored=True"
+    assert response.text == "landing sub_id=rotated00001 bool=True restored=state"
     assert tracker.calls == []
     # Written again, with SECRET_KEY: the old key is no longer needed for this visitor.
     rewritten = client.get_cookie("_kst")
@@ -193,7 +193,7 @@ def test_state_signed_with_an_old_key_is_restored_and_resigned(
     assert serializer.loads(rewritten.value)  # signed with the current key
     app.config["SECRET_KEY_FALLBACKS"] = []
     again = client.get("/")
-    assert again.text == "landing sub_id=rotated00001 bool=True restored=True"
+    assert again.text == "landing sub_id=rotated00001 bool=True restored=state"
     assert again.headers.getlist("Set-Cookie") == []  # nothing changed: nothing rewritten
     assert tracker.calls == []
 
@@ -205,7 +205,7 @@ def test_state_signed_with_an_unknown_key_is_ignored(
     client = app.test_client()
     client.set_cookie("_kst", _state_cookie("someone-elses-key", "forged000001"))
     response = client.get("/")
-    assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1
 
 
@@ -246,7 +246,7 @@ def test_both_click_signals_carry_a_click(make_app: AppFactory, tracker: Recordi
     assert all(type(click) is Click for _, click in seen) and len(seen) == 2
     assert seen[0][1].sub_id == seen[1][1].sub_id == "abc123def4567"
     assert seen[0][1].raw["info"]["sub_id"] == "abc123def4567"
-    assert seen[1][1].restored is True
+    assert seen[1][1].restored == "state"
 
 
 def test_constructor_options_are_written_into_the_config(tracker: RecordingTracker) -> None:

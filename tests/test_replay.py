@@ -62,7 +62,7 @@ def test_do_nothing_runs_the_view_with_the_click(
         "log": [],
         "raw_keys": sorted(do_nothing()),
         "offer_url": f"{tracker.url}/?_lp=1&_token=OFFERTOKEN&sub_id_2=x+y",
-        "restored": False,
+        "restored": None,
     }
 
 

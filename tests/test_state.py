@@ -44,14 +44,14 @@ def test_returning_visitor_is_restored(make_app: AppFactory, tracker: RecordingT
     app = make_app()
     client = app.test_client()
     first = client.get("/")
-    assert first.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert first.text == "landing sub_id=abc123def4567 bool=True restored=None"
     kst = next(h for h in first.headers.getlist("Set-Cookie") if h.startswith("_kst="))
     max_age = int(kst.split("Max-Age=", 1)[1].split(";", 1)[0])
     assert 86399 <= max_age <= 86400  # cookies_ttl = 24 hours, whole seconds
     assert "HttpOnly" in kst and "SameSite=Lax" in kst
     with listen_to(click_restored, app) as restored:
         second = client.get("/")
-    assert second.text == "landing sub_id=abc123def4567 bool=True restored=True"
+    assert second.text == "landing sub_id=abc123def4567 bool=True restored=state"
     assert len(tracker.calls) == 1
     assert second.headers.getlist("Set-Cookie") == []
     assert [r["click"].sub_id for r in restored] == ["abc123def4567"]
@@ -77,7 +77,7 @@ def test_restored_click_keeps_its_data(make_app: AppFactory, tracker: RecordingT
     client = app.test_client()
     first = client.get("/data").get_json()
     second = client.get("/data").get_json()
-    assert second["restored"] is True and first["restored"] is False
+    assert second["restored"] == "state" and first["restored"] is None
     for key in ("fields", "bot", "unique", "offer"):
         assert first[key] == second[key], key
     assert second["offer"] == f"{tracker.url}/?_lp=1&_token=OFFERTOKEN&x=1"
@@ -178,7 +178,7 @@ def test_bad_state_is_ignored(
     client.set_cookie("_kst", cookie())
     with caplog.at_level(logging.DEBUG, logger="flask_keitaro"):
         response = client.get("/")
-    assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -191,20 +191,20 @@ def test_valid_forged_looking_state_signed_with_the_key_restores(
     client.set_cookie(
         "_kst", _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)})
     )
-    assert client.get("/").text == "landing sub_id=forged0000000 bool=True restored=True"
+    assert client.get("/").text == "landing sub_id=forged0000000 bool=True restored=state"
     assert tracker.calls == []
 
 
 def test_restore_from_query(make_app: AppFactory, tracker: RecordingTracker) -> None:
-    app = make_app()
+    app = make_app(KEITARO_RESTORE_FROM_QUERY=True)
     client = app.test_client()
     with listen_to(click_restored, app) as restored:
         first = client.get("/?_subid=linksub123&_token=LINKTOKEN")
-    assert first.text == "landing sub_id=linksub123 bool=True restored=True"
+    assert first.text == "landing sub_id=linksub123 bool=True restored=link"
     assert state_cookie(first) is not None
     assert restored and restored[0]["click"].token == "LINKTOKEN"
-    second = client.get("/")
-    assert second.text == "landing sub_id=linksub123 bool=True restored=True"
+    second = client.get("/")  # kept in the state, and still marked as a link's
+    assert second.text == "landing sub_id=linksub123 bool=True restored=link"
     assert tracker.calls == []
 
 
@@ -214,19 +214,15 @@ def test_restore_from_query(make_app: AppFactory, tracker: RecordingTracker) -> 
 def test_invalid_query_restore_clicks(
     make_app: AppFactory, tracker: RecordingTracker, query: str
 ) -> None:
-    make_app().test_client().get("/?" + query)
+    make_app(KEITARO_RESTORE_FROM_QUERY=True).test_client().get("/?" + query)
     assert len(tracker.calls) == 1
 
 
-def test_restore_from_query_can_be_turned_off(
+def test_restore_from_query_is_off_by_default(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
-    response = (
-        make_app(KEITARO_RESTORE_FROM_QUERY=False)
-        .test_client()
-        .get("/?_subid=linksub123&_token=LINKTOKEN")
-    )
-    assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    response = make_app().test_client().get("/?_subid=linksub123&_token=LINKTOKEN")
+    assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert "_subid" not in tracker.last.form and "_token" not in tracker.last.form
 
 
@@ -254,10 +250,10 @@ def test_prefetch_sets_no_cookies(
     assert response.headers.getlist("Set-Cookie") == []
     if mode == "forward":
         assert tracker.last.form["prefetch"] == "1"
-        assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+        assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     else:
         assert tracker.calls == []
-        assert response.text == "landing sub_id=None bool=False restored=False"
+        assert response.text == "landing sub_id=None bool=False restored=None"
     client.get("/")  # the real visit afterwards is a fresh click with no stored cookie
     assert tracker.last.form["uniqueness_cookie"] == ""
     assert "prefetch" not in tracker.last.form
@@ -290,7 +286,7 @@ def test_prefetch_of_a_returning_visitor_is_restored(
     client = make_app().test_client()
     client.get("/")
     preview = client.get("/", headers={"Sec-Purpose": "prefetch"})
-    assert preview.text == "landing sub_id=abc123def4567 bool=True restored=True"
+    assert preview.text == "landing sub_id=abc123def4567 bool=True restored=state"
     assert preview.headers.getlist("Set-Cookie") == []
     assert len(tracker.calls) == 1
 
@@ -298,18 +294,19 @@ def test_prefetch_of_a_returning_visitor_is_restored(
 def test_query_restore_without_a_secret_key_lasts_one_request(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
-    client = make_app(SECRET_KEY=None).test_client()
+    client = make_app(SECRET_KEY=None, KEITARO_RESTORE_FROM_QUERY=True).test_client()
     first = client.get("/?_subid=linksub123&_token=LINKTOKEN")
-    assert first.text == "landing sub_id=linksub123 bool=True restored=True"
+    assert first.text == "landing sub_id=linksub123 bool=True restored=link"
     assert first.headers.getlist("Set-Cookie") == []
     assert tracker.calls == []
-    assert client.get("/").text == "landing sub_id=abc123def4567 bool=True restored=False"
+    assert client.get("/").text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1
 
 
 def test_route_without_restore_ignores_links(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
-    response = make_app({"restore": False}).test_client().get("/?_subid=linksub123&_token=T")
-    assert response.text == "landing sub_id=abc123def4567 bool=True restored=False"
+    app = make_app({"restore": False}, KEITARO_RESTORE_FROM_QUERY=True)
+    response = app.test_client().get("/?_subid=linksub123&_token=T")
+    assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1

@@ -30,6 +30,7 @@ def _app(emulator: ClickAPIEmulator, **extra: Any) -> Flask:
             "stream_unique": current_click.is_unique("stream"),
             "offer_url": current_click.offer_url(),
             "stream_id": current_click.stream_id,
+            "restored": current_click.restored,
         }
 
     return app
@@ -141,7 +142,7 @@ def test_tampered_state_means_a_fresh_click(emulator: ClickAPIEmulator) -> None:
 
 
 def test_offer_link_back_restores_without_a_click(emulator: ClickAPIEmulator) -> None:
-    app = _app(emulator)
+    app = _app(emulator, KEITARO_RESTORE_FROM_QUERY=True)
     first = app.test_client().get("/", headers={"User-Agent": BROWSER_UA}).get_json()
     token = first["offer_url"].split("_token=", 1)[1]
     other_browser = app.test_client()
@@ -150,9 +151,24 @@ def test_offer_link_back_restores_without_a_click(emulator: ClickAPIEmulator) ->
     ).get_json()
     assert restored["sub_id"] == first["sub_id"]
     assert restored["offer_url"] == first["offer_url"]
+    assert (first["restored"], restored["restored"]) == (None, "link")
     again = other_browser.get("/", headers={"User-Agent": BROWSER_UA}).get_json()
     assert again["sub_id"] == first["sub_id"]
     assert len(emulator.clicks()) == 1
+    KeitaroExtension.close(app)
+
+
+def test_offer_link_back_is_a_click_by_default(emulator: ClickAPIEmulator) -> None:
+    app = _app(emulator)
+    first = app.test_client().get("/", headers={"User-Agent": BROWSER_UA}).get_json()
+    token = first["offer_url"].split("_token=", 1)[1]
+    linked = (
+        app.test_client()
+        .get(f"/?_subid={first['sub_id']}&_token={token}", headers={"User-Agent": BROWSER_UA})
+        .get_json()
+    )
+    assert linked["restored"] is None and linked["sub_id"] != first["sub_id"]
+    assert len(emulator.clicks()) == 2
     KeitaroExtension.close(app)
 
 

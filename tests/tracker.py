@@ -24,6 +24,8 @@ class Call:
     headers: dict[str, str]
     form: MultiDict[str, str]
     remote_port: int
+    #: The form as it came, for reading it the way PHP does (``tests/php.py``).
+    body: str = ""
 
 
 @dataclass
@@ -137,6 +139,7 @@ class RecordingTracker:
             headers=dict(handler.headers.items()),
             form=MultiDict(pairs),
             remote_port=handler.client_address[1],
+            body=body if handler.command == "POST" else query,
         )
         with self._lock:
             self.calls.append(call)

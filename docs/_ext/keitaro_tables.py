@@ -8,20 +8,26 @@ Four directives:
     content (``name: text``). A field sent but not described, or described but not sent,
     is a build warning (an error under ``-W``).
 ``keitaro-reserved-fields``
-    The names a visitor's query parameter never replaces: the client's ``RESERVED_FIELDS``.
+    The names a visitor's query parameter never replaces: ``fields.RESERVED_FIELDS``.
 ``keitaro-settings``
     Every config key of ``KeitaroConfig`` with its default, and the route option that beats
     it for one route (a field of ``Route`` of the same name).
 ``keitaro-decisions``
     Tracker answers (one JSON object a line, as content) with what the visitor gets, as the
     client's own decision rule computes it.
+``keitaro-benchmarks``
+    Each benchmark ``make bench`` runs, in its order, with what its module's docstring says
+    it measures (``bench/*.py``, read without importing them).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -30,8 +36,9 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from flask_keitaro.client import RESERVED_FIELDS, ClickOptions, build_fields
+from bench import BENCHMARKS
 from flask_keitaro.config import DEFAULTS, KeitaroConfig, key_name
+from flask_keitaro.fields import RESERVED_FIELDS, ClickOptions, build_fields
 from flask_keitaro.pipeline import Route
 from flask_keitaro.result import ClickResult
 from flask_keitaro.visitor import Visitor
@@ -67,7 +74,7 @@ def _sample_fields(*, full: bool) -> list[str]:
         else ClickOptions()
     )
     names: list[str] = []
-    for name, _ in build_fields("TOKEN", visitor, options, uniqueness_cookie=""):
+    for name, _ in build_fields("TOKEN", visitor, options):
         if name == _VISITOR_PARAM:
             name = VISITOR_PARAMS
         elif name == _SITE_PARAM:
@@ -133,6 +140,25 @@ def decision(answer: dict[str, Any]) -> tuple[bool, str]:
     if result.body:
         gets += ", the tracker's body"
     return True, gets
+
+
+def benchmark_rows(bench_dir: Path) -> list[tuple[str, str]]:
+    """``(name, what it measures)`` of each benchmark, from its module's docstring.
+
+    The docstring's summary line (without its "Benchmark N, name:"), then its other
+    paragraphs, without the sentence that says how to run it.
+    """
+    rows = []
+    for name in BENCHMARKS:
+        source = (bench_dir / f"{name}.py").read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+        body = " ".join(paragraphs[1:])
+        # "``python -m bench.x [--quick]``." or "Run: ``...``": how to run it, said on the page.
+        body = re.sub(r"^(Run: )?``[^`]*``(\s*\([^)]*\))?\.\s*", "", body)
+        summary = re.sub(r"^Benchmark \d+, [\w ]+: ", "", paragraphs[0]).rstrip(".")
+        rows.append((name, f"{summary[:1].upper()}{summary[1:]}. {body}".strip()))
+    return rows
 
 
 def _literal(text: str) -> str:
@@ -214,10 +240,20 @@ class Decisions(_TableDirective):
         return self.render(("the tracker answers", "acted", "the visitor gets"), rows, "52 10 38")
 
 
+class Benchmarks(_TableDirective):
+    """``.. keitaro-benchmarks::``: every benchmark and what it measures."""
+
+    def run(self) -> list[nodes.Node]:
+        bench_dir = Path(self.env.srcdir).parent / "bench"
+        rows = [(f"``python -m bench.{name}``", text) for name, text in benchmark_rows(bench_dir)]
+        return self.render(("benchmark", "what it measures, and its target"), rows, "24 76")
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the directives."""
     app.add_directive("keitaro-call-fields", CallFields)
     app.add_directive("keitaro-reserved-fields", ReservedFields)
     app.add_directive("keitaro-settings", Settings)
     app.add_directive("keitaro-decisions", Decisions)
+    app.add_directive("keitaro-benchmarks", Benchmarks)
     return {"parallel_read_safe": True}

@@ -1,0 +1,75 @@
+"""Benchmark 1, overhead: the CPU a click adds to a view, beside a bare pooled call's own cost.
+
+``python -m bench.overhead [--quick]``. In one process, against the stub tracker, the CPU time
+per visit of (a) the decorated view, (b) the same view undecorated, (c) a bare urllib3
+``HTTPConnectionPool`` POST of the very fields the extension sends (url-encoded in the timed
+loop) plus ``json.loads`` of the answer. (a - b) / c is what the extension costs per unit of
+the least any client must do; target <= 1.8.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import urllib3
+
+from flask_keitaro import KeitaroExtension
+
+from .measure import Plan, alternate, cpu_per_call_us, fail, medians, note, run_main, show, target
+from .site import PAGE, capture_call, client, create_app, request, visit
+from .stub import StubTracker
+
+
+def main(plan: Plan) -> None:
+    """Measure (a), (b) and (c) side by side and print (a - b) / c."""
+    batch = plan.pick(2000, 200)
+    new_visitor = request("/landing")
+    plain = request("/plain")
+    call = capture_call(new_visitor)
+    headers = {"Content-Type": call.headers["Content-Type"]}
+    with StubTracker() as stub:
+        app = create_app(stub.url)
+        web = client(app)
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", stub.port, maxsize=1, retries=False)
+
+        def bare_call() -> None:
+            body = urlencode(call.fields)
+            response = pool.urlopen("POST", "/click_api/v3", body=body, headers=headers)
+            json.loads(response.data)
+
+        before = stub.mark()
+        answer = visit(web, new_visitor)
+        if answer.body != PAGE.encode() or stub.requests(before) != 1:
+            fail(f"the decorated view did not click once: {answer.status} {answer.body[:80]!r}")
+
+        before = stub.mark()
+        samples = alternate(
+            {
+                "(a) decorated view": lambda: cpu_per_call_us(
+                    lambda: visit(web, new_visitor), batch
+                ),
+                "(b) undecorated view": lambda: cpu_per_call_us(lambda: visit(web, plain), batch),
+                "(c) bare urllib3 POST + json.loads": lambda: cpu_per_call_us(bare_call, batch),
+            },
+            plan.rounds,
+        )
+        calls = stub.requests(before)
+        expected = 2 * batch * (plan.rounds + 1)  # (a) and (c) call; the warm-up runs once
+        if calls != expected or stub.statuses(before) != {"200"}:
+            fail(f"the stub answered {calls} calls, expected {expected}")
+        KeitaroExtension.close(app)
+        pool.close()
+
+    figures = medians(samples)
+    a, b, c = figures.values()
+    print(f"CPU per visit, median of {plan.rounds} rounds of {batch} visits (new visitors):")
+    for name, value in figures.items():
+        show(name, value, "µs", samples[name])
+    show("the click: (a) - (b)", a - b, "µs")
+    note(f"{len(call.fields)} form fields, {len(urlencode(call.fields))} bytes url-encoded")
+    target("overhead (a - b) / c", (a - b) / c, 1.8)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main("overhead", main, __doc__ or ""))

@@ -1,0 +1,212 @@
+"""Benchmark 3, throughput: requests/s of the site under gunicorn, loaded by wrk.
+
+``python -m bench.throughput [--quick]``. The benchmark site under gunicorn (2 workers x 4
+threads) with the stub tracker, loaded by ``wrk`` (8 connections) for 10 s per run, three cases
+in turn: the plain view, the decorated view with new visitors (wrk keeps no cookies, so every
+request is clicked) and the decorated view with a returning visitor (a valid state cookie in a
+header). Requests/s and p50/p99 latency for each. Targets: decorated >= 0.35 x plain,
+returning >= 0.8 x plain.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from .measure import Plan, alternate, fail, medians, note, run_main, show, target
+from .site import HEADERS, QUERY
+from .stub import StubTracker, find_tool, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS, THREADS, CONNECTIONS = 2, 4, 8
+
+
+class Gunicorn:
+    """gunicorn serving the benchmark site on a free loopback port (port 0, read from its log)."""
+
+    def __init__(self, tracker_url: str) -> None:
+        self.tracker_url = tracker_url
+        self.dir = Path(tempfile.mkdtemp(prefix="keitaro-bench-gunicorn-"))
+        self.log = self.dir / "gunicorn.log"
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Gunicorn:
+        """Start it and wait until both workers answer."""
+        command = [
+            *(sys.executable, "-m", "gunicorn", "--chdir", str(ROOT)),
+            *("--workers", str(WORKERS), "--threads", str(THREADS), "--worker-class", "gthread"),
+            *("--bind", "127.0.0.1:0", "--error-logfile", str(self.log), "--log-level", "info"),
+            "bench.site:app_from_environment()",
+        ]
+        env = {**os.environ, "BENCH_TRACKER_URL": self.tracker_url}
+        self._process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self._process.poll() is None:
+            text = self.log.read_text() if self.log.exists() else ""
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", text)
+            if found and text.count("Booting worker") >= WORKERS:
+                self.port = int(found.group(1))
+                if wait_for_port(self.port, self._process):
+                    return self
+            time.sleep(0.05)
+        log = self.log.read_text()[-2000:] if self.log.exists() else ""
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start; its log ends with:\n{log}")
+
+    def stop(self) -> None:
+        """Stop gunicorn (its workers with it)."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def get(self, path: str, cookie: str | None = None) -> http.client.HTTPResponse:
+        """One GET to the site, read whole."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = dict(HEADERS, **({"Cookie": cookie} if cookie else {}))
+        connection.request("GET", f"{path}?{QUERY}", headers=headers)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response
+
+
+@dataclass
+class Load:
+    """What one wrk run measured."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    bad: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(output: str) -> Load:
+    """Requests/s, p50, p99, requests and non-2xx/3xx or socket errors from wrk's output."""
+
+    def latency(percent: str) -> float:
+        found = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not found:
+            raise ValueError(f"no {percent}% latency in wrk's output:\n{output}")
+        return float(found.group(1)) * _UNITS[found.group(2)]
+
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    count = re.search(r"^\s*(\d+) requests in", output, re.M)
+    if not rate or not count:
+        raise ValueError(f"wrk printed no request rate:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    bad = int(non_2xx.group(1)) if non_2xx else 0
+    bad += sum(int(n) for n in errors.groups()) if errors else 0
+    return Load(float(rate.group(1)), latency("50"), latency("99"), int(count.group(1)), bad)
+
+
+def wrk(wrk_path: str, url: str, seconds: int, cookie: str | None = None) -> Load:
+    """Load ``url`` for ``seconds`` with 8 connections and the visitor's headers."""
+    command = [wrk_path, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    for name, value in HEADERS.items():
+        if name != "Host":
+            command += ["-H", f"{name}: {value}"]
+    if cookie:
+        command += ["-H", f"Cookie: {cookie}"]
+    done = subprocess.run(
+        [*command, url], capture_output=True, text=True, timeout=seconds + 30, check=True
+    )
+    return parse_wrk(done.stdout)
+
+
+def main(plan: Plan) -> None:
+    """Load the three cases in turn and print their rates, latencies and ratios."""
+    wrk_path = find_tool("wrk", "install it with .ci/ensure-bench-tools (Debian: wrk)")
+    seconds = plan.pick(10, 1)
+    with StubTracker() as stub, Gunicorn(stub.url) as site:
+        first = site.get("/landing")
+        cookies = [c.split(";", 1)[0] for c in first.headers.get_all("Set-Cookie") or ()]
+        cookie = "; ".join(c for c in cookies if c.startswith(("_kst=", "_kuc=")))
+        if first.status != 200 or "_kst=" not in cookie:
+            fail(f"the decorated view gave no state cookie: {first.status} {cookies}")
+        base = f"http://127.0.0.1:{site.port}"
+        loads: dict[str, list[Load]] = {"plain": [], "decorated": [], "returning": []}
+        calls: dict[str, int] = dict.fromkeys(loads, 0)
+
+        def case(name: str, path: str, cookie: str | None = None) -> Callable[[], float]:
+            def run() -> float:
+                before = stub.mark()
+                load = wrk(wrk_path, f"{base}{path}?{QUERY}", seconds, cookie)
+                calls[name] += stub.requests(before)
+                loads[name].append(load)
+                return load.requests_per_s
+
+            return run
+
+        cases = {
+            "plain": case("plain", "/plain"),
+            "decorated": case("decorated", "/landing"),
+            "returning": case("returning", "/landing", cookie),
+        }
+        for path, with_cookie in (("/plain", None), ("/landing", None), ("/landing", cookie)):
+            wrk(wrk_path, f"{base}{path}?{QUERY}", 1, with_cookie)  # warm-up, not recorded
+        samples = alternate(cases, plan.rounds, warmup=False)
+
+    rates = medians(samples)
+    print(
+        f"gunicorn {WORKERS} workers x {THREADS} threads, wrk {CONNECTIONS} connections,"
+        f" {seconds} s per run, median of {plan.rounds} rounds:"
+    )
+    for name, runs in loads.items():
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        show(f"{name}: requests/s", rates[name], "req/s", samples[name])
+        note(f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        bad = sum(r.bad for r in runs)
+        if bad:
+            fail(f"{name}: {bad} requests failed (non-2xx/3xx or socket errors)")
+    served = {name: sum(r.requests for r in runs) for name, runs in loads.items()}
+    note(
+        f"tracker calls: decorated {calls['decorated']} for {served['decorated']} requests,"
+        f" returning {calls['returning']}, plain {calls['plain']}"
+    )
+    if calls["returning"] or calls["plain"] or calls["decorated"] < served["decorated"]:
+        fail("the tracker calls do not match the requests (a click missing, or one too many)")
+    target("throughput decorated / plain", rates["decorated"] / rates["plain"], 0.35, at_most=False)
+    target("throughput returning / plain", rates["returning"] / rates["plain"], 0.8, at_most=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main("throughput", main, __doc__ or ""))
