@@ -334,9 +334,9 @@ def test_the_signals_guide_lists_every_signal() -> None:
 def test_the_prefetch_guide_lists_every_marker() -> None:
     table = section(source("guides/prefetch.rst"), "What counts as a prefetch")
     documented = re.findall(r"^   \* - ``([\w-]+): ([\w]+)``", table, re.M)
-    assert {(name.lower(), value.lower()) for name, value in documented} == set(
-        visitor._PREFETCH_MARKERS
-    )
+    assert {(name.lower(), value.lower()) for name, value in documented} == {
+        (name.lower(), value) for name, value in visitor._PREFETCH_MARKERS
+    }
     assert "* - method ``HEAD``" in table
 
 
@@ -568,3 +568,10 @@ def test_behind_a_cdn_its_header_names_the_visitor(
     cdn = {"CF-Connecting-IP": "198.51.100.7", "X-Forwarded-For": "6.6.6.6"}
     assert _ip_sent(app, quickstart_tracker, cdn) == "198.51.100.7"
     assert _ip_sent(app, quickstart_tracker, {"CF-Connecting-IP": "not-an-ip"}) == "10.0.0.2"
+    # From a peer outside the trusted networks the header is not believed.
+    app.test_client().get(
+        "/",
+        headers={"User-Agent": BROWSER, **cdn},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    assert quickstart_tracker.clicks()[-1]["ip"] == "203.0.113.9"

@@ -13,9 +13,10 @@ app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "change-me")
 app.config["KEITARO_TRACKER_URL"] = os.environ.get(
     "KEITARO_TRACKER_URL", "http://127.0.0.1:8099"
 )
-# Cloudflare's header. Only when every request comes through the CDN:
-# close the origin to anyone else, or a visitor sends their own.
+# Cloudflare's header, honoured only from the CDN's own networks (list them
+# all; from any other peer the socket's address is used).
 app.config["KEITARO_IP_HEADER"] = "CF-Connecting-IP"
+app.config["KEITARO_TRUSTED_PROXIES"] = ["10.0.0.0/8", "173.245.48.0/20"]
 KeitaroExtension(app)
 
 

@@ -16,6 +16,8 @@ app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "change-me")
 app.config["SECRET_KEY_FALLBACKS"] = [
     key for key in os.environ.get("OLD_SECRET_KEYS", "").split(",") if key
 ]
+# Off by default: a link skips the tracker, filters included (see the guide).
+app.config["KEITARO_RESTORE_FROM_QUERY"] = True
 app.config["KEITARO_TRACKER_URL"] = os.environ.get(
     "KEITARO_TRACKER_URL", "http://127.0.0.1:8099"
 )
