@@ -15,6 +15,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Request
 
+from .breaker import BreakerState
 from .config import OPTIONS, KeitaroConfig
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
@@ -134,6 +135,11 @@ class KeitaroMiddleware:
     def _report_click(self, sub_id: str | None, status: str, **options: Any) -> PostbackResult:
         config = self.pipeline.config
         return report(self.postbacks, config.enabled, sub_id, status, of_click=True, **options)
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        """The tracker breaker's state: ``"closed"``, ``"open"`` or ``"half_open"``."""
+        return self.pipeline.breaker.state
 
     def close(self) -> None:
         """Close the pooled tracker connections and stop the postback thread."""

@@ -238,6 +238,7 @@ def test_streaming_responses_stay_streaming(emulator: ClickAPIEmulator) -> None:
             assert next(lines) == b"first chunk"  # arrived before the last was produced
             app.first_read.set()
             assert next(lines) == b"last chunk"
+            assert list(lines) == []  # read to the end, so the server finishes cleanly
         assert app.closed.wait(5), "close() of the app's iterable was not called"
     finally:
         server.shutdown()
@@ -367,3 +368,18 @@ def test_a_tracker_that_never_answers_costs_the_timeout_not_more() -> None:
         middleware.close()
     finally:
         listener.close()
+
+
+def test_the_breaker_state_of_the_middleware() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    client, middleware = _client(dead, timeout=0.5, breaker_failures=2, breaker_cooldown=60)
+    assert middleware.breaker_state == "closed"
+    client.get("/", headers={"User-Agent": BROWSER_UA})
+    assert middleware.breaker_state == "closed"
+    client.get("/", headers={"User-Agent": BROWSER_UA})
+    assert middleware.breaker_state == "open"
+    started = time.monotonic()
+    response = client.get("/", headers={"User-Agent": BROWSER_UA})
+    assert response.get_json()["has_click"] is True and response.get_json()["sub_id"] is None
+    assert time.monotonic() - started < 0.25  # no call while open
+    middleware.close()
