@@ -7,17 +7,31 @@ with the local Click API emulator (see ``example_site.server``).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import requests
 from flask import Flask, abort, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from flask_keitaro import KeitaroExtension, keitaro_campaign, token_from_config
+from flask_keitaro import (
+    ConfigurationError,
+    Conversion,
+    KeitaroExtension,
+    PostbackError,
+    keitaro_campaign,
+    token_from_config,
+)
 
-__all__ = ["DEFAULT_CONFIG", "GO_TOKEN", "LANDING_TOKEN", "PROMO_TOKEN", "create_app"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "GO_TOKEN",
+    "LANDING_TOKEN",
+    "PROMO_TOKEN",
+    "create_app",
+    "keitaro",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +51,40 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "SITE_LANDING_TOKEN": LANDING_TOKEN,
     "SITE_GO_TOKEN": GO_TOKEN,
     "SITE_PROMO_TOKEN": PROMO_TOKEN,
-    # Where conversions are reported; default: "{KEITARO_TRACKER_URL}/postback".
-    # A real Keitaro's is "https://tracker.example.com/<postback key>/postback".
-    "SITE_POSTBACK_URL": None,
+    # Conversions go to KEITARO_POSTBACK_URL: the emulator's postback URL in the demo, your
+    # tracker's (https://tracker.example.com/<postback key>/postback) from the environment.
+    # They wait for the tracker in the outbox, "keitaro-postbacks.sqlite3" in the app's
+    # instance folder (KEITARO_POSTBACK_OUTBOX).
     # What the demo offer pays per lead, reported with the postback.
     "SITE_OFFER_PAYOUT": "2.50",
 }
 
+#: The site's extension, registered on each app ``create_app`` builds.
+keitaro = KeitaroExtension()
+
 _SUBID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(
+    config: Mapping[str, Any] | None = None, *, instance_path: str | os.PathLike[str] | None = None
+) -> Flask:
     """Build the example site.
 
     ``config`` must give ``KEITARO_TRACKER_URL`` (the emulator's ``.url`` in the demo
     and the tests); any other key of ``DEFAULT_CONFIG`` or of the extension may be set.
+    ``instance_path`` is the app's instance folder, where the postback outbox is kept
+    (Flask's default: ``instance/`` beside the package; the tests give a temporary one).
     """
-    app = Flask(__name__)
+    app = Flask(__name__, instance_path=None if instance_path is None else os.fspath(instance_path))
     app.config.from_mapping(DEFAULT_CONFIG)
     if config:
         app.config.from_mapping(config)
-    if not app.config.get("SITE_POSTBACK_URL") and app.config.get("KEITARO_TRACKER_URL"):
-        app.config["SITE_POSTBACK_URL"] = (
-            app.config["KEITARO_TRACKER_URL"].rstrip("/") + "/postback"
-        )
-    KeitaroExtension(app)
+    payout = app.config["SITE_OFFER_PAYOUT"]
+    try:  # checked here, as the extension checks its keys, not on a visitor's order
+        Conversion.make("-", "lead", payout=payout)
+    except ValueError as exc:
+        raise ConfigurationError("SITE_OFFER_PAYOUT", payout, str(exc)) from None
+    keitaro.init_app(app)
     for rule, view, methods in _VIEWS:
         app.add_url_rule(rule, view_func=view, methods=methods)
     return app
@@ -103,8 +126,7 @@ def offer() -> str:
         abort(400)
     if request.method == "GET":
         return render_template("offer.html", subid=subid)
-    reported = bool(subid) and _send_postback(current_app, subid)
-    return render_template("thanks.html", subid=subid, reported=reported)
+    return render_template("thanks.html", subid=subid, postback=_report_lead(subid))
 
 
 def healthz() -> dict[str, str]:
@@ -122,19 +144,24 @@ _VIEWS: list[tuple[str, Callable[..., Any], list[str]]] = [
 ]
 
 
-def _send_postback(app: Flask, subid: str) -> bool:
-    """Report a lead for ``subid`` to the tracker; ``False`` (and a warning) on failure.
+def _report_lead(subid: str) -> str:
+    """Report a lead for ``subid``; what became of it, in one word for the thank-you page.
 
-    A real offer network sends this from its own server; the demo offer lives on
-    the site, so the site sends it.
+    ``delivered`` (the tracker has it) or ``queued`` (the tracker did not take it: it waits
+    in the outbox and is sent when the tracker is back), else why nothing was reported:
+    ``no-click`` (the tracker was down when the visitor came, so there is no ``subid``),
+    ``no-postback-url``, ``skipped`` (``KEITARO_ENABLED`` is off) or ``failed`` (neither
+    stored nor delivered: logged). A real offer network sends the postback from its own
+    server; the demo offer lives on the site, so the site sends it.
     """
-    params = {"subid": subid, "status": "lead", "payout": app.config["SITE_OFFER_PAYOUT"]}
+    if not subid:
+        return "no-click"
+    if not current_app.config.get("KEITARO_POSTBACK_URL"):
+        return "no-postback-url"
     try:
-        response = requests.get(app.config["SITE_POSTBACK_URL"], params=params, timeout=5)
-    except requests.RequestException as exc:
-        log.warning("postback failed: %s", type(exc).__name__)
-        return False
-    with response:
-        if not response.ok:
-            log.warning("postback refused: HTTP %s", response.status_code)
-        return response.ok
+        result = keitaro.postback(subid, "lead", payout=current_app.config["SITE_OFFER_PAYOUT"])
+    except PostbackError as exc:
+        # The visitor's order stands; the site's owner learns of the lost conversion here.
+        log.error("conversion not reported: %s", exc)
+        return "failed"
+    return result.outcome

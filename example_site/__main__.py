@@ -5,7 +5,8 @@
 Without ``KEITARO_TRACKER_URL`` in the environment the local Click API emulator
 starts in a thread with ``example_site/campaigns.toml``; with it, the site talks to
 that tracker (set ``SITE_LANDING_TOKEN``, ``SITE_GO_TOKEN`` and ``SITE_PROMO_TOKEN``
-to your campaigns' tokens, and ``SITE_POSTBACK_URL`` to your postback URL).
+to your campaigns' tokens, and ``KEITARO_POSTBACK_URL`` to your postback URL).
+Conversions wait for the tracker in the outbox, a file in the app's instance folder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 
 from .server import DemoServer
 
-_ENV_KEYS = ("SITE_LANDING_TOKEN", "SITE_GO_TOKEN", "SITE_PROMO_TOKEN", "SITE_POSTBACK_URL")
+_ENV_KEYS = ("SITE_LANDING_TOKEN", "SITE_GO_TOKEN", "SITE_PROMO_TOKEN", "KEITARO_POSTBACK_URL")
 
 # The --help text: plain words for a terminal (the module docstring is for the docs).
 _DESCRIPTION = """\
@@ -27,7 +28,9 @@ Run the example landing site with the local Click API emulator beside it.
 Without KEITARO_TRACKER_URL in the environment, the emulator starts in a thread
 with example_site/campaigns.toml. With it, the site talks to that tracker: set
 SITE_LANDING_TOKEN, SITE_GO_TOKEN and SITE_PROMO_TOKEN to your campaigns' tokens,
-and SITE_POSTBACK_URL to your tracker's postback URL.
+and KEITARO_POSTBACK_URL to your tracker's postback URL. Conversions the tracker
+does not take at once wait in the outbox, a file in the app's instance folder
+(printed at start), and are sent when it is back.
 """
 
 
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f" * Emulator click log:  {demo.emulator_log_url}", flush=True)
     else:
         print(f" * Tracker:             {demo.tracker_url}", flush=True)
+    outbox = demo.outbox_path or "none (KEITARO_POSTBACK_URL is not set)"
+    print(f" * Postback outbox:     {outbox}", flush=True)
     print(" * Press Ctrl-C to stop", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         demo.serve_forever()

@@ -6,17 +6,20 @@ The emulator's offers must point at the site's own ``/offer`` page, whose port i
 only known once the site's socket is bound (``--port 0`` picks a free one). So the
 site binds first, then ``campaigns.toml`` is loaded with ``{site_url}`` replaced by
 the site's base URL, the emulator starts with it, and only then is the app built
-with the emulator's URL as ``KEITARO_TRACKER_URL``.
+with the emulator's URL as ``KEITARO_TRACKER_URL`` and its postback URL as
+``KEITARO_POSTBACK_URL``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -62,7 +65,10 @@ class DemoServer:
     ``config``: extra config for ``create_app``. ``emulator_config``: keys that
     replace those of ``campaigns.toml`` (the tests use it to set ``click_log``).
     ``emulator_port``: the emulator's port on 127.0.0.1 (0: a free one).
-    Use as a context manager, or ``start()`` / ``stop()``, or ``serve_forever()``.
+    ``instance_path``: the app's instance folder, which holds the postback outbox (Flask's
+    default when ``None``; the tests give a temporary folder).
+    Use as a context manager, or ``start()`` / ``stop()``, or ``serve_forever()``;
+    ``stop_emulator()`` and ``start_emulator()`` play a tracker that goes down and comes back.
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class DemoServer:
         config: Mapping[str, Any] | None = None,
         emulator_config: Mapping[str, Any] | None = None,
         emulator_port: int = 0,
+        instance_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -81,12 +88,15 @@ class DemoServer:
         self.config = dict(config or {})
         self.emulator_config = dict(emulator_config or {})
         self.emulator_port = emulator_port
+        self.instance_path = instance_path
         #: The running emulator (``flask_keitaro.testing.ClickAPIEmulator``), or ``None``.
         self.emulator: Any = None
         #: The site's Flask app, once bound.
         self.app: Flask | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        # What start_emulator() brings the emulator back with: its config and its port.
+        self._emulator_restart: tuple[dict[str, Any], int] | None = None
 
     @property
     def url(self) -> str:
@@ -103,6 +113,16 @@ class DemoServer:
         """The emulator's click log page, or ``None`` when a real tracker is used."""
         return f"{self.emulator.url.rstrip('/')}/emulator/" if self.emulator else None
 
+    @property
+    def outbox_path(self) -> str | None:
+        """The postback outbox file (in the app's instance folder), or ``None`` without one."""
+        if self.app is None:
+            raise RuntimeError("the site is not bound yet: call start() or bind() first")
+        postbacks = self.app.extensions["keitaro"].postbacks
+        if postbacks is None or postbacks.outbox is None:
+            return None
+        return str(postbacks.outbox.path)
+
     def bind(self) -> None:
         """Bind the site's socket, start the emulator (if any) and build the app; serve nothing."""
         self._server = make_server(self.host, self.port, _not_ready, threaded=True)
@@ -112,8 +132,10 @@ class DemoServer:
             if tracker_url is None:
                 tracker_url = self._start_emulator()
                 # The emulator takes postbacks at /<postback key>/postback, as Keitaro does.
-                config.setdefault("SITE_POSTBACK_URL", self.emulator.postback_url)
-            self.app = create_app({**config, "KEITARO_TRACKER_URL": tracker_url})
+                config.setdefault("KEITARO_POSTBACK_URL", self.emulator.postback_url)
+            self.app = create_app(
+                {**config, "KEITARO_TRACKER_URL": tracker_url}, instance_path=self.instance_path
+            )
             self._server.app = self.app
         except BaseException:
             self.stop()
@@ -126,7 +148,35 @@ class DemoServer:
         emulator_config = {**load_campaigns(self.url), **self.emulator_config}
         self.emulator = ClickAPIEmulator(emulator_config, port=self.emulator_port)
         self.emulator.start()
+        # Back on the same port with the same postback key (a random one unless the config
+        # names it), so the site's KEITARO_POSTBACK_URL still points at it.
+        postback_key = self.emulator.state.config.postback_key
+        port = urlsplit(self.emulator.url).port or 0
+        self._emulator_restart = ({**emulator_config, "postback_key": postback_key}, port)
         return str(self.emulator.url)
+
+    def stop_emulator(self) -> None:
+        """Stop the emulator, as a tracker that goes down; the site keeps running."""
+        if self._emulator_restart is None:
+            raise RuntimeError("the demo runs with a real tracker: there is no emulator to stop")
+        emulator, self.emulator = self.emulator, None
+        if emulator is not None:
+            emulator.stop()
+
+    def start_emulator(self) -> None:
+        """Start the emulator again, on its port and with its config, after ``stop_emulator()``.
+
+        The clicks of before are there again only when the config's ``click_log`` is a file
+        (``":memory:"``, the demo's, starts empty). Raises ``OSError`` if the port was taken.
+        """
+        from flask_keitaro.testing import ClickAPIEmulator
+
+        if self._emulator_restart is None:
+            raise RuntimeError("the demo runs with a real tracker: there is no emulator to start")
+        if self.emulator is not None:
+            return
+        config, port = self._emulator_restart
+        self.emulator = ClickAPIEmulator(config, port=port).start()
 
     def start(self) -> DemoServer:
         """Bind and serve in a background thread; returns ``self``."""

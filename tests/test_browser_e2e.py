@@ -74,11 +74,24 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoServer]:
-    """The example site and the emulator on free loopback ports."""
+    """The example site and the emulator on free loopback ports.
+
+    The click log is a file, so that the emulator stopped and started again (a tracker
+    that restarts) knows the clicks of before; the site's outbox is in a temporary folder.
+    """
     reason = _browser_missing()
     if reason:
         _unavailable(reason)
-    with DemoServer("127.0.0.1", 0, emulator_config={"click_log": ":memory:"}) as server:
+    # A short folder name: the click log page (in the README's screenshot) shows the path.
+    with (
+        tempfile.TemporaryDirectory(prefix="keitaro-demo-") as folder,
+        DemoServer(
+            "127.0.0.1",
+            0,
+            emulator_config={"click_log": str(Path(folder, "clicks.sqlite3"))},
+            instance_path=Path(folder, "instance"),
+        ) as server,
+    ):
         yield server
 
 
@@ -165,6 +178,16 @@ def _shown_sub_id(driver: Any) -> str:
     return match.group(1)
 
 
+def _wait_for_conversions(emulator: Any, timeout: float) -> list[dict[str, Any]]:
+    """The emulator's conversions, once there is one (polled; ``[]`` after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conversions: list[dict[str, Any]] = emulator.conversions()
+        if conversions or time.monotonic() > deadline:
+            return conversions
+        time.sleep(0.2)
+
+
 def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None:
     """Save the window (or the whole page, beyond the window) as ``name``.
 
@@ -224,7 +247,9 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     assert _redirect_chain(_network_events(browser)) == [(offer_link, 302)]
     assert browser.find_element(By.TAG_NAME, "h1").text == "Order the spring seed box"
 
-    # 3. Submitting the offer form reports a conversion, shown on the click log.
+    # 3. The tracker goes down while the visitor fills in the form: the conversion is queued
+    # in the site's outbox, and the visitor is thanked all the same.
+    demo.stop_emulator()
     browser.find_element(By.NAME, "email").send_keys("visitor@example.com")
     order_heading = browser.find_element(By.TAG_NAME, "h1")
     browser.find_element(By.ID, "submit").click()
@@ -232,13 +257,25 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     WebDriverWait(browser, 10).until(staleness_of(order_heading))
     assert browser.current_url.startswith(f"{demo.url}/offer")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Thank you!"
-    (conversion,) = emulator.conversions()
-    assert (conversion["sub_id"], conversion["status"]) == (sub_id, "lead")
+    note = browser.find_element(By.ID, "postback")
+    assert note.get_attribute("data-postback") == "queued"
+    assert note.text.startswith(f"Conversion for {sub_id} queued")
+    assert "error" not in browser.find_element(By.TAG_NAME, "body").text.lower()
+
+    # 4. The tracker comes back on the same port (the site's KEITARO_POSTBACK_URL points
+    # there); the delivery thread's first retry, due 5 to 10 s after the failure, brings the
+    # conversion from the outbox, and the click log shows it.
+    demo.start_emulator()
+    emulator = demo.emulator
+    assert emulator.url.rstrip("/") == tracker
+    assert emulator.conversions() == []
+    conversions = _wait_for_conversions(emulator, timeout=40)
+    assert [(c["sub_id"], c["status"]) for c in conversions] == [(sub_id, "lead")]
     browser.get(f"{tracker}/emulator/")
     assert sub_id in browser.find_element(By.TAG_NAME, "body").text
     assert "lead" in browser.find_element(By.TAG_NAME, "body").text
 
-    # 4. Back on the landing, the same visitor is a new click, no longer unique.
+    # 5. Back on the landing, the same visitor is a new click, no longer unique.
     browser.get(f"{demo.url}/")
     second_sub_id = _shown_sub_id(browser)
     assert second_sub_id != sub_id
@@ -247,7 +284,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     browser.get(f"{tracker}/emulator/")
     assert second_sub_id in browser.find_element(By.TAG_NAME, "body").text
 
-    # 5a. Inside an app's WebView (X-Requested-With): redirected to the "open in browser" page.
+    # 6a. Inside an app's WebView (X-Requested-With): redirected to the "open in browser" page.
     browser.execute_cdp_cmd("Network.enable", {})
     browser.execute_cdp_cmd(
         "Network.setExtraHTTPHeaders", {"headers": {"X-Requested-With": "com.example.app"}}
@@ -257,7 +294,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     assert browser.find_element(By.TAG_NAME, "h1").text == "Open this page in your browser"
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
 
-    # 5b. A crawler gets the neutral page, with no offer on it.
+    # 6b. A crawler gets the neutral page, with no offer on it.
     crawler = chrome(BOT_UA)
     crawler.get(f"{demo.url}/")
     assert crawler.current_url == f"{demo.url}/"

@@ -14,6 +14,8 @@ import requests
 
 import example_site
 from example_site.server import CAMPAIGNS_PATH, DemoServer, load_campaigns
+from flask_keitaro import ConfigurationError, KeitaroExtension
+from flask_keitaro.postback import PostbackRecord
 
 from .tracker import free_port
 
@@ -25,12 +27,21 @@ DESKTOP_UA = (
 BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 SUBID_ON_PAGE = re.compile(r'id="subid"[^>]*>ref ([0-9a-z]+)<')
 OFFER_HREF = re.compile(r'id="offer" href="([^"]+)"')
+POSTBACK_NOTE = re.compile(r'id="postback" data-postback="([a-z-]+)">(.*?)</p>', re.S)
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[DemoServer]:
-    """The site and the emulator, each on a free loopback port, as ``make demo`` runs them."""
-    with DemoServer("127.0.0.1", 0, emulator_config={"click_log": ":memory:"}) as server:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """The site and the emulator, each on a free loopback port, as ``make demo`` runs them.
+
+    The site's instance folder (its postback outbox) is a temporary one, not the checkout's.
+    """
+    with DemoServer(
+        "127.0.0.1",
+        0,
+        emulator_config={"click_log": ":memory:"},
+        instance_path=tmp_path_factory.mktemp("instance"),
+    ) as server:
         yield server
 
 
@@ -41,6 +52,25 @@ def browser(demo: DemoServer) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.headers.update({"User-Agent": DESKTOP_UA, "Accept-Language": "en-GB,en;q=0.8"})
         yield session
+
+
+def _postback_note(html: str) -> tuple[str, str]:
+    """What the thank-you page says of the postback: ``(data-postback, text)``."""
+    match = POSTBACK_NOTE.search(html)
+    assert match, "no postback note on the page"
+    return match.group(1), " ".join(match.group(2).split())
+
+
+def _nobody_there() -> dict[str, str]:
+    """Tracker and postback URLs of a port nothing listens on (connections are refused)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    return {"KEITARO_TRACKER_URL": url, "KEITARO_POSTBACK_URL": f"{url}/post-key-1234/postback"}
+
+
+def _pending(demo: DemoServer) -> list[PostbackRecord]:
+    """The conversions waiting in the site's outbox."""
+    assert demo.app is not None
+    return list(demo.app.extensions["keitaro"].postbacks.pending())
 
 
 def _sub_id(html: str) -> str:
@@ -165,7 +195,8 @@ def test_offer_form_reports_the_conversion(demo: DemoServer, browser: requests.S
     thanks = browser.post(f"{demo.url}/offer", data={"subid": sub_id, "email": "a@example.com"})
 
     assert thanks.status_code == 200
-    assert f"Conversion reported for {sub_id}." in thanks.text
+    assert _postback_note(thanks.text) == ("delivered", f"Conversion reported for {sub_id}.")
+    assert _pending(demo) == []
     (conversion,) = demo.emulator.conversions()
     assert conversion["sub_id"] == sub_id
     assert conversion["status"] == "lead"
@@ -193,16 +224,133 @@ def test_offer_form_refuses_a_malformed_sub_id(demo: DemoServer, browser: reques
     assert demo.emulator.conversions() == []
 
 
-def test_site_renders_its_landing_when_the_tracker_is_down() -> None:
+def test_the_outbox_is_in_the_instance_folder_given(tmp_path: Path) -> None:
+    with DemoServer("127.0.0.1", 0, instance_path=tmp_path / "instance") as site:
+        assert site.outbox_path == str(tmp_path / "instance" / "keitaro-postbacks.sqlite3")
+    # Without one, Flask's own: instance/ beside the package (git ignores it).
+    app = example_site.create_app(_nobody_there())
+    assert app.instance_path == str(Path(example_site.__file__).parents[1] / "instance")
+
+
+def test_a_conversion_made_while_the_tracker_is_down_is_queued_then_delivered(
+    tmp_path: Path,
+) -> None:
+    # The click log is a file, so the emulator that comes back knows the visitor's click.
+    emulator_config = {"click_log": str(tmp_path / "clicks.sqlite3")}
+    with (
+        DemoServer(
+            "127.0.0.1", 0, emulator_config=emulator_config, instance_path=tmp_path / "instance"
+        ) as demo,
+        requests.Session() as browser,
+    ):
+        browser.headers["User-Agent"] = DESKTOP_UA
+        sub_id = _sub_id(browser.get(f"{demo.url}/").text)
+        postback_url = demo.emulator.postback_url
+
+        demo.stop_emulator()
+        thanks = browser.post(f"{demo.url}/offer", data={"subid": sub_id})
+
+        assert thanks.status_code == 200
+        assert _postback_note(thanks.text) == (
+            "queued",
+            f"Conversion for {sub_id} queued: the tracker did not take it now, it will be"
+            " delivered when the tracker is back.",
+        )
+        (waiting,) = _pending(demo)
+        assert waiting.conversion.sub_id == sub_id
+        assert waiting.last_error == "the tracker could not be reached (postback)"
+
+        demo.start_emulator()
+        assert demo.emulator.postback_url == postback_url
+        assert demo.emulator.conversions() == []
+        # The delivery thread waits out its back-off (5 to 10 s); the CLI sends it now.
+        assert demo.app is not None
+        flushed = demo.app.test_cli_runner().invoke(args=["keitaro", "postbacks", "flush"])
+
+        assert flushed.exit_code == 0, flushed.output
+        (conversion,) = demo.emulator.conversions()
+        assert (conversion["sub_id"], conversion["status"]) == (sub_id, "lead")
+        assert float(conversion["payout"]) == 2.5
+        assert _pending(demo) == []
+
+
+def test_a_conversion_neither_stored_nor_delivered_is_logged_not_shown_as_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the outbox's folder should be\n")
+    app = example_site.create_app(
+        {
+            **_nobody_there(),
+            "KEITARO_POSTBACK_OUTBOX": str(blocker / "outbox.sqlite3"),
+        },
+        instance_path=tmp_path / "instance",
+    )
+
+    thanks = app.test_client().post("/offer", data={"subid": "0000000000000"})
+
+    assert thanks.status_code == 200
+    assert _postback_note(thanks.text) == (
+        "failed",
+        "The conversion could be neither stored nor delivered: see the site's log.",
+    )
+    (record,) = [r for r in caplog.records if r.name == "example_site"]
+    assert record.levelname == "ERROR"
+    assert "sub_id 0000000000000, lead" in record.getMessage()
+    assert "could be neither stored nor delivered" in record.getMessage()
+    assert "post-key-1234" not in caplog.text
+
+
+def test_the_thank_you_page_says_why_no_conversion_was_reported(tmp_path: Path) -> None:
+    urls = _nobody_there()
+    without_url = example_site.create_app(
+        {"KEITARO_TRACKER_URL": urls["KEITARO_TRACKER_URL"]}, instance_path=tmp_path
+    )
+    switched_off = example_site.create_app(
+        {**urls, "KEITARO_ENABLED": False}, instance_path=tmp_path
+    )
+
+    no_url = without_url.test_client().post("/offer", data={"subid": "0000000000000"})
+    no_click = without_url.test_client().post("/offer", data={"email": "a@example.com"})
+    off = switched_off.test_client().post("/offer", data={"subid": "0000000000000"})
+
+    assert _postback_note(no_url.text) == (
+        "no-postback-url",
+        "No conversion reported: KEITARO_POSTBACK_URL is not set.",
+    )
+    assert _postback_note(no_click.text)[0] == "no-click"
+    assert _postback_note(off.text) == (
+        "skipped",
+        "No conversion reported: KEITARO_ENABLED is off.",
+    )
+    assert [r.status_code for r in (no_url, no_click, off)] == [200, 200, 200]
+    assert list(tmp_path.iterdir()) == []  # nothing was stored
+
+
+@pytest.mark.parametrize("payout", ["-1", "2,50", "nan"])
+def test_a_bad_offer_payout_is_refused_when_the_app_is_built(payout: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        example_site.create_app({**_nobody_there(), "SITE_OFFER_PAYOUT": payout})
+
+    assert str(raised.value).startswith(f"SITE_OFFER_PAYOUT={payout!r}: payout")
+
+
+def test_site_renders_its_landing_when_the_tracker_is_down(tmp_path: Path) -> None:
     from flask_keitaro.testing import ClickAPIEmulator
 
     with ClickAPIEmulator(load_campaigns("http://127.0.0.1:5000")) as emulator:
-        app = example_site.create_app({"KEITARO_TRACKER_URL": emulator.url})
+        config = {
+            "KEITARO_TRACKER_URL": emulator.url,
+            "KEITARO_POSTBACK_URL": emulator.postback_url,
+        }
+        app = example_site.create_app(config, instance_path=tmp_path)
     client = app.test_client()  # the emulator has stopped: connections are refused
 
     landing = client.get("/", headers={"User-Agent": DESKTOP_UA})
     go = client.get("/go", headers={"User-Agent": DESKTOP_UA})
     promo = client.get("/promo", headers={"User-Agent": DESKTOP_UA})
+    # The landing's button leads to the offer with no sub_id: no click, nothing to report.
+    no_click = client.post("/offer", data={"email": "a@example.com"})
     thanks = client.post("/offer", data={"subid": "0000000000000"})
 
     assert landing.status_code == 200
@@ -211,8 +359,15 @@ def test_site_renders_its_landing_when_the_tracker_is_down() -> None:
     assert 'id="offer" href="/offer"' in landing.text
     assert (go.status_code, go.headers["Location"]) == (302, "/")
     assert promo.status_code == 200
-    assert thanks.status_code == 200
-    assert 'data-reported="no"' in thanks.text
+    assert (no_click.status_code, _postback_note(no_click.text)) == (
+        200,
+        (
+            "no-click",
+            "No conversion reported: this visit has no click (the tracker was down when it began).",
+        ),
+    )
+    assert (thanks.status_code, _postback_note(thanks.text)[0]) == (200, "queued")
+    KeitaroExtension.close(app)
 
 
 def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
@@ -226,10 +381,12 @@ def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
+        lines = [process.stdout.readline() for _ in range(3)]
         assert lines[0].split() == ["*", "Example", "site:", f"http://127.0.0.1:{port}/"]
         emulator_url = lines[1].split()[-1]
         assert lines[1].startswith(" * Emulator click log:")
+        outbox = Path(__file__).parents[1] / "instance" / "keitaro-postbacks.sqlite3"
+        assert lines[2].split() == ["*", "Postback", "outbox:", str(outbox)]
         assert emulator_url.startswith("http://127.0.0.1:") and emulator_url.endswith("/emulator/")
         with requests.Session() as session:
             session.headers["User-Agent"] = DESKTOP_UA
