@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,7 +22,7 @@ from .errors import (
     TrackerError,
     TrackerUnavailable,
 )
-from .fields import ClickOptions, build_call
+from .fields import ClickOptions, build_call, encode_form
 from .result import ClickResult
 from .transport import Transport
 from .visitor import Visitor
@@ -121,7 +120,7 @@ class ClickAPIClient:
         """Run one visitor through the campaign ``token``; raise a ``TrackerError`` on failure."""
         call = build_call(token, visitor, options or ClickOptions(), self.uniqueness_cookie)
         # Encoded once; a character that is not UTF-8 (a lone surrogate) cannot fail the call.
-        body = urlencode(call.fields, errors="replace").encode("ascii")
+        body = encode_form(call.fields)
         headers = {"Cookie": call.cookie} if call.cookie else {}
         status, answer = self._transport.post(body, headers)
         try:

@@ -19,7 +19,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from urllib.parse import quote_plus
 
 from .config import SendParams
 from .forwarding import Forwarding, forwarded_cookies, header_forwardable
@@ -80,6 +79,32 @@ VALUE_LIMITS = {"uri": 8192, "uniqueness_cookie": 4096}
 
 _COOKIE_ROOM = MAX_HEADER_LINE - len("Cookie: ")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# The form encoding of ``urlencode(fields, errors="replace")``, byte for byte: the bytes
+# ``A-Z a-z 0-9 _ . - ~`` stay, a space is ``+``, any other byte is ``%XX``.
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_ENCODED_BYTE = tuple(
+    chr(b) if b in _UNRESERVED else "+" if b == 0x20 else f"%{b:02X}" for b in range(256)
+)
+
+
+def form_quote(text: str) -> str:
+    """``text`` form-encoded as ``urllib.parse.quote_plus(text, errors="replace")`` does it.
+
+    A lone surrogate (not UTF-8) becomes ``?``, as there. One table lookup a byte, in C:
+    about a fifth of ``quote_plus``'s time on a call's fields (see ``bench.overhead``).
+    """
+    data = text.encode("utf-8", "replace")
+    if not data.translate(None, _UNRESERVED):
+        return data.decode("ascii")
+    return "".join(map(_ENCODED_BYTE.__getitem__, data))
+
+
+def encode_form(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The url-encoded form of ``pairs``, the very bytes ``urlencode(pairs, errors="replace")``."""
+    return "&".join([f"{form_quote(name)}={form_quote(value)}" for name, value in pairs]).encode(
+        "ascii"
+    )
 
 
 def is_reserved(name: str) -> bool:
@@ -163,8 +188,7 @@ class _Trimmed:
 
 def _size(name: str, value: str) -> int:
     """The exact form-encoded size of ``name=value&``, as ``urlencode`` writes it."""
-    encoded = quote_plus(name, errors="replace") + quote_plus(value, errors="replace")
-    return len(encoded) + 2
+    return len(form_quote(name)) + len(form_quote(value)) + 2
 
 
 def _exact(pairs: Sequence[tuple[str, str]]) -> int:

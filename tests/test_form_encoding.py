@@ -1,0 +1,25 @@
+"""The call's form encoding: the very bytes ``urlencode(fields, errors="replace")`` writes."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flask_keitaro.fields import encode_form, form_quote
+
+# Any code point, lone surrogates included (they become "?" as in urlencode).
+_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
+
+
+@given(st.lists(st.tuples(_TEXT, _TEXT), max_size=8))
+def test_encode_form_is_urlencode(pairs: list[tuple[str, str]]) -> None:
+    assert encode_form(pairs) == urlencode(pairs, errors="replace").encode("ascii")
+
+
+def test_form_quote_examples() -> None:
+    assert form_quote("a b&c=d+e%~._-") == "a+b%26c%3Dd%2Be%25~._-"
+    assert form_quote("é\udc80\x00") == "%C3%A9%3F%00"
+    assert form_quote("") == ""
+    assert encode_form([]) == b""
