@@ -28,7 +28,7 @@ from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query
-from .visitor import Visitor
+from .visitor import Visitor, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -246,21 +246,24 @@ class Pipeline:
         if token is None or not self.config.enabled:
             return Outcome(Click.empty(), touched=False)
         config = self.config
-        visitor = Visitor.from_request(
-            request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
-        )
-        policy = self._policy(visitor)
-        if visitor.is_prefetch and config.prefetch == "skip":
+        prefetch = is_prefetch(request)
+        policy = self._policy(request.is_secure)
+        if prefetch and config.prefetch == "skip":
             return Outcome(Click.empty(), policy=policy)
 
         restore = route.option("restore", config)
-        state = self._load_state(visitor, secret_keys) if restore else None
+        state = self._load_state(request, secret_keys) if restore else None
         if restore:
             restored = self._restore(token, request, state)
             if restored is not None:
                 signals.click_restored.send(sender, click=restored)
-                return Outcome(restored, cookies=self._state_cookies(visitor, state), policy=policy)
+                cookies = self._state_cookies(prefetch, state)
+                return Outcome(restored, cookies=cookies, policy=policy)
 
+        # Read only now: a restored visit needs none of it.
+        visitor = Visitor.from_request(
+            request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
+        )
         options = route.click_options(config, request, self._forwarding(state))
         allowed, change = self.breaker.allow()
         _announce(change, sender)
@@ -304,19 +307,17 @@ class Pipeline:
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
             names = [name for name, _ in tracker_cookies if name != self.config.uniqueness_cookie]
             state.put(token, result.info, cookie_max_age(result.cookies_ttl), cookies=names)
-            outcome.cookies += self._state_cookies(visitor, state)
+            outcome.cookies += self._state_cookies(visitor.is_prefetch, state)
         return outcome
 
-    def _policy(self, visitor: Visitor) -> CookiePolicy:
+    def _policy(self, is_secure: bool) -> CookiePolicy:
         secure = self.config.cookie_secure
-        return CookiePolicy(
-            self.config.cookie_domain, visitor.is_secure if secure == "auto" else secure
-        )
+        return CookiePolicy(self.config.cookie_domain, is_secure if secure == "auto" else secure)
 
-    def _load_state(self, visitor: Visitor, secret_keys: SecretKeys) -> ClickState | None:
+    def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
             return None
-        return ClickState.load(secret_keys, visitor.cookies.get(self.config.state_cookie))
+        return ClickState.load(secret_keys, request.cookies.get(self.config.state_cookie))
 
     def _forwarding(self, state: ClickState | None) -> Forwarding:
         """What may be forwarded, with the tracker's cookies the signed state names."""
@@ -346,8 +347,8 @@ class Pipeline:
             return Click(stored.info, tracker_url=self.config.tracker_url, restored="link")
         return None
 
-    def _state_cookies(self, visitor: Visitor, state: ClickState | None) -> tuple[SetCookie, ...]:
-        if state is None or not state.changed or visitor.is_prefetch:
+    def _state_cookies(self, prefetch: bool, state: ClickState | None) -> tuple[SetCookie, ...]:
+        if state is None or not state.changed or prefetch:
             return ()
         return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
 

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -38,10 +39,20 @@ _TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 
+@lru_cache(maxsize=256)
 def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
-    """A short keyed hash naming a campaign inside the state, without revealing its token."""
+    """A short keyed hash naming a campaign inside the state, without revealing its token.
+
+    Kept per (secret key, token): a site has few of each, and every visit asks again.
+    """
     key = secret_key.encode() if isinstance(secret_key, str) else secret_key
     return hmac.new(key, campaign_token.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def _serializer(secret_key: str | bytes) -> URLSafeSerializer:
+    """The state cookie's signer for ``secret_key``, made once (it derives its keys then)."""
+    return URLSafeSerializer(secret_key, salt=_SALT)
 
 
 def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
@@ -110,7 +121,7 @@ class ClickState:
         data: object = None
         for position, key in enumerate(secret_keys):
             try:
-                data = URLSafeSerializer(key, salt=_SALT).loads(cookie)
+                data = _serializer(key).loads(cookie)
             except BadData:
                 continue
             except Exception:  # a valid signature over garbage must not raise
@@ -205,7 +216,7 @@ class ClickState:
 
     def dumps(self) -> str:
         """The signed cookie value, signed with the current secret key."""
-        return str(URLSafeSerializer(self._secret_keys[0], salt=_SALT).dumps(self.entries))
+        return str(_serializer(self._secret_keys[0]).dumps(self.entries))
 
     def max_age(self, now: float | None = None) -> int:
         """Seconds until the last entry expires."""

@@ -40,6 +40,17 @@ def language_code(accept_language: str) -> str:
     return code if len(code) == 2 and code.isascii() and code.isalpha() else ""
 
 
+def is_prefetch(request: Request) -> bool:
+    """Whether ``request`` is a browser's prefetch or a link preview, not a visit.
+
+    ``HEAD`` is what link checkers and monitors send: it counts as a prefetch.
+    """
+    if request.method == "HEAD":
+        return True
+    headers = request.headers
+    return any(marker in headers.get(name, "").lower() for name, marker in _PREFETCH_MARKERS)
+
+
 def client_ip(
     peer: str | None, header_value: str | None, trusted_proxies: Sequence[IPNetwork]
 ) -> str:
@@ -108,10 +119,6 @@ class Visitor:
         """
         headers = request.headers
         ip_value = headers.get(ip_header) if ip_header and trusted_proxies else None
-        # HEAD is what link checkers and monitors send: treated as a prefetch.
-        is_prefetch = request.method == "HEAD" or any(
-            marker in headers.get(name, "").lower() for name, marker in _PREFETCH_MARKERS
-        )
         return cls(
             ip=client_ip(request.remote_addr, ip_value, trusted_proxies),
             user_agent=headers.get("User-Agent", ""),
@@ -122,7 +129,7 @@ class Visitor:
             host=request.host,
             method=request.method,
             is_secure=request.is_secure,
-            is_prefetch=is_prefetch,
+            is_prefetch=is_prefetch(request),
             headers=tuple(headers.items()),
             cookie_header=headers.get("Cookie", ""),
             cookies=dict(request.cookies),
