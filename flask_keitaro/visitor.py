@@ -11,12 +11,14 @@ from werkzeug.wrappers import Request
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Browser prefetch / link-preview markers: (header, what its lower-cased value contains).
+# Headers are read from the WSGI environ (``HTTP_X_PURPOSE`` for ``X-Purpose``), as
+# ``request.headers`` reads them, without its per-lookup name conversion.
 _PREFETCH_MARKERS = (
-    ("X-Purpose", "preview"),
-    ("X-Moz", "prefetch"),
-    ("Purpose", "prefetch"),
-    ("Sec-Purpose", "prefetch"),
-    ("X-FB-HTTP-Engine", "liger"),
+    ("HTTP_X_PURPOSE", "preview"),
+    ("HTTP_X_MOZ", "prefetch"),
+    ("HTTP_PURPOSE", "prefetch"),
+    ("HTTP_SEC_PURPOSE", "prefetch"),
+    ("HTTP_X_FB_HTTP_ENGINE", "liger"),
 )
 
 
@@ -47,8 +49,8 @@ def is_prefetch(request: Request) -> bool:
     """
     if request.method == "HEAD":
         return True
-    headers = request.headers
-    return any(marker in headers.get(name, "").lower() for name, marker in _PREFETCH_MARKERS)
+    environ = request.environ
+    return any(marker in environ.get(key, "").lower() for key, marker in _PREFETCH_MARKERS)
 
 
 def client_ip(
@@ -118,20 +120,21 @@ class Visitor:
         of ``trusted_proxies`` (see :func:`~flask_keitaro.visitor.client_ip`).
         """
         headers = request.headers
+        environ = request.environ  # the headers below, as ``headers`` reads them
         ip_value = headers.get(ip_header) if ip_header and trusted_proxies else None
         return cls(
             ip=client_ip(request.remote_addr, ip_value, trusted_proxies),
-            user_agent=headers.get("User-Agent", ""),
-            language=language_code(headers.get("Accept-Language", "")),
-            x_requested_with=headers.get("X-Requested-With", ""),
-            referrer=headers.get("Referer", ""),
+            user_agent=environ.get("HTTP_USER_AGENT", ""),
+            language=language_code(environ.get("HTTP_ACCEPT_LANGUAGE", "")),
+            x_requested_with=environ.get("HTTP_X_REQUESTED_WITH", ""),
+            referrer=environ.get("HTTP_REFERER", ""),
             uri=request.url,
             host=request.host,
             method=request.method,
             is_secure=request.is_secure,
             is_prefetch=is_prefetch(request),
             headers=tuple(headers.items()),
-            cookie_header=headers.get("Cookie", ""),
+            cookie_header=environ.get("HTTP_COOKIE", ""),
             cookies=dict(request.cookies),
             query=tuple(request.args.items(multi=True)),
         )
