@@ -98,10 +98,11 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
             if g.get(_G_CLICK) is not None:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
-            outcome = _state(app).pipeline.run(
-                route, request, sender=app, secret_keys=_secret_keys(app)
-            )
-            outcome.click.reporter = _state(app).report_click
+            # The request itself, not its proxy: the click reads a dozen of its attributes.
+            req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
+            state = _state(app)
+            outcome = state.pipeline.run(route, req, sender=app, secret_keys=_secret_keys(app))
+            outcome.click.reporter = state.report_click
             g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
                 raise ServiceUnavailable()
