@@ -23,3 +23,9 @@ def test_form_quote_examples() -> None:
     assert form_quote("é\udc80\x00") == "%C3%A9%3F%00"
     assert form_quote("") == ""
     assert encode_form([]) == b""
+
+
+def test_repeated_values_and_long_names() -> None:
+    long_name = "n" * 200 + "["
+    pairs = [("ua", "A b/c"), ("user_agent", "A b/c"), (long_name, "A b/c"), ("x[y]", "")]
+    assert encode_form(pairs) == urlencode(pairs).encode("ascii")
