@@ -11,14 +11,17 @@ from werkzeug.wrappers import Request
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Browser prefetch / link-preview markers: (header, what its lower-cased value contains).
-# Headers are read from the WSGI environ (``HTTP_X_PURPOSE`` for ``X-Purpose``), as
-# ``request.headers`` reads them, without its per-lookup name conversion.
 _PREFETCH_MARKERS = (
-    ("HTTP_X_PURPOSE", "preview"),
-    ("HTTP_X_MOZ", "prefetch"),
-    ("HTTP_PURPOSE", "prefetch"),
-    ("HTTP_SEC_PURPOSE", "prefetch"),
-    ("HTTP_X_FB_HTTP_ENGINE", "liger"),
+    ("X-Purpose", "preview"),
+    ("X-Moz", "prefetch"),
+    ("Purpose", "prefetch"),
+    ("Sec-Purpose", "prefetch"),
+    ("X-FB-HTTP-Engine", "liger"),
+)
+# The same, by WSGI environ key (``HTTP_X_PURPOSE``), the name ``request.headers`` reads them
+# by: looked up directly, without its name conversion on every lookup.
+_PREFETCH_ENVIRON = tuple(
+    (f"HTTP_{name.upper().replace('-', '_')}", marker) for name, marker in _PREFETCH_MARKERS
 )
 
 
@@ -50,7 +53,7 @@ def is_prefetch(request: Request) -> bool:
     if request.method == "HEAD":
         return True
     environ = request.environ
-    return any(marker in environ.get(key, "").lower() for key, marker in _PREFETCH_MARKERS)
+    return any(marker in environ.get(key, "").lower() for key, marker in _PREFETCH_ENVIRON)
 
 
 def client_ip(
