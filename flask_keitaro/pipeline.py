@@ -260,11 +260,6 @@ class Pipeline:
                 cookies = self._state_cookies(prefetch, state)
                 return Outcome(restored, cookies=cookies, policy=policy)
 
-        # Read only now: a restored visit needs none of it.
-        visitor = Visitor.from_request(
-            request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
-        )
-        options = route.click_options(config, request, self._forwarding(state))
         allowed, change = self.breaker.allow()
         _announce(change, sender)
         if not allowed:
@@ -272,6 +267,11 @@ class Pipeline:
             logger.debug("Keitaro click skipped (%s)", skipped.kind)
             signals.click_failed.send(sender, error=skipped, elapsed=0.0)
             return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+        # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
+        visitor = Visitor.from_request(
+            request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
+        )
+        options = route.click_options(config, request, self._forwarding(state))
         signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
