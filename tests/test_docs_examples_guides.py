@@ -248,6 +248,24 @@ def test_a_tracker_that_never_answers_times_out(
     assert message.startswith("Keitaro click failed (timeout)")
 
 
+def test_the_breaker_opens_after_five_failures_and_the_health_route_says_so(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_site(KEITARO_TRACKER_URL=closed_port_url())
+    client = app.test_client()
+    assert client.get("/healthz").json == {"site": "ok", "tracker_breaker": "closed"}
+    for _ in range(5):
+        assert client.get("/", headers={"User-Agent": BROWSER}).status_code == 200
+    health = client.get("/healthz")
+    assert (health.status_code, health.json) == (200, {"site": "ok", "tracker_breaker": "open"})
+    started = time.monotonic()
+    skipped = client.get("/", headers={"User-Agent": BROWSER})
+    assert skipped.text == "<h1>The spring seed box</h1>"  # fail open, with no call made
+    assert time.monotonic() - started < 1
+    failures = _failures(caplog)
+    assert sum(m.startswith("Keitaro click failed (unreachable)") for m in failures) == 5
+
+
 def test_with_the_tracker_up_the_page_has_its_click(
     make_site: Callable[..., Flask], tracker: ClickAPIEmulator
 ) -> None:
