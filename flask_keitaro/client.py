@@ -8,13 +8,7 @@ Nothing here imports Flask: the WSGI middleware and the CLI use it as it is.
 from __future__ import annotations
 
 import json
-from http.cookiejar import DefaultCookiePolicy
-from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from ._version import __version__
 from .errors import (
     CampaignTokenRejected,
     ClickAPIDisabled,
@@ -26,48 +20,6 @@ from .fields import ClickOptions, build_call, encode_form
 from .result import ClickResult
 from .transport import Transport
 from .visitor import Visitor
-
-
-class _NoCookies(DefaultCookiePolicy):
-    """The call's session must never keep a cookie: it would leak to the next visitor."""
-
-    def set_ok(self, cookie: Any, request: Any) -> bool:
-        return False
-
-
-def new_session(pool_size: int) -> requests.Session:
-    """A pooled keep-alive session for calls to the tracker that are off the visitor's path.
-
-    (Postbacks use it; the click goes through :class:`~flask_keitaro.transport.Transport`.)
-
-    It keeps no cookies, ignores proxy and ``.netrc`` settings from the environment, never
-    retries on its own, and keeps up to ``pool_size`` connections open.
-    """
-    session = requests.Session()
-    session.cookies.set_policy(_NoCookies())
-    session.trust_env = False
-    session.headers["User-Agent"] = f"flask-keitaro/{__version__}"
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``exc`` or anything it wraps (requests and urllib3 nest errors) is of ``kinds``."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        cur = stack.pop()
-        if cur is None or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, kinds):
-            return True
-        stack += [cur.__cause__, cur.__context__]
-        stack += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
-        stack.append(getattr(cur, "reason", None))
-    return False
 
 
 class ClickAPIClient:
@@ -99,11 +51,6 @@ class ClickAPIClient:
             timeout=timeout,
             verify=verify,
             pool_size=pool_size,
-            headers={
-                "User-Agent": f"flask-keitaro/{__version__}",
-                "Accept": "*/*",
-                "Content-Type": "application/x-www-form-urlencoded",
-            },
         )
 
     def close(self) -> None:

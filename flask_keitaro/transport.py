@@ -40,6 +40,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import connection
 
+from ._version import __version__
 from .errors import InvalidTrackerResponse, TrackerError, TrackerTimeout, TrackerUnavailable
 
 #: The largest answer accepted from the tracker; a larger one is an ``InvalidTrackerResponse``.
@@ -193,6 +194,14 @@ class _DeadlineHTTPSConnection(_DeadlineConnection, HTTPSConnection):
     """The HTTPS variant of :class:`_DeadlineConnection`."""
 
 
+#: What every call carries: who calls, and the form it sends.
+_HEADERS = {
+    "User-Agent": f"flask-keitaro/{__version__}",
+    "Accept": "*/*",
+    "Content-Type": "application/x-www-form-urlencoded",
+}
+
+
 class Transport:
     """POSTs url-encoded forms to one URL over ``pool_size`` keep-alive connections.
 
@@ -212,7 +221,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.timeout = timeout
-        self._headers = dict(headers or {})
+        self._headers = {**_HEADERS, **(headers or {})}
         self._adapter = HTTPAdapter(
             pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=True
         )

@@ -59,6 +59,17 @@ def test_documented_config_defaults_are_the_codes() -> None:
         )
 
 
+def test_every_documented_config_key_has_an_example_and_what_it_protects_against() -> None:
+    text = source("configuration.rst")
+    starts = [match.start() for match in _DATA.finditer(text)]
+    assert len(starts) == len(code_config_defaults())
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        entry = text[start:end]
+        key = entry.split()[2]
+        assert "\n   Example: " in entry, f"{key} has no example"
+        assert "\n   Protects against" in entry, f"{key} does not say what it protects against"
+
+
 def _documented_objects() -> set[str]:
     """Names documented with an (auto)class/function/exception/data directive in api.rst."""
     text = source("api.rst")

@@ -27,6 +27,7 @@ from flask_keitaro.testing import ClickAPIEmulator
 
 from .docs_support import BROWSER, EXAMPLES, LoadExample, section, source
 from .docs_support import load_example as load_example  # a fixture
+from .tracker import RecordingTracker
 
 QUICKSTART_CAMPAIGNS = EXAMPLES / "quickstart" / "campaigns.toml"
 
@@ -247,6 +248,24 @@ def test_a_tracker_that_never_answers_times_out(
     assert message.startswith("Keitaro click failed (timeout)")
 
 
+def test_the_breaker_opens_after_five_failures_and_the_health_route_says_so(
+    make_site: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_site(KEITARO_TRACKER_URL=closed_port_url())
+    client = app.test_client()
+    assert client.get("/healthz").json == {"site": "ok", "tracker_breaker": "closed"}
+    for _ in range(5):
+        assert client.get("/", headers={"User-Agent": BROWSER}).status_code == 200
+    health = client.get("/healthz")
+    assert (health.status_code, health.json) == (200, {"site": "ok", "tracker_breaker": "open"})
+    started = time.monotonic()
+    skipped = client.get("/", headers={"User-Agent": BROWSER})
+    assert skipped.text == "<h1>The spring seed box</h1>"  # fail open, with no call made
+    assert time.monotonic() - started < 1
+    failures = _failures(caplog)
+    assert sum(m.startswith("Keitaro click failed (unreachable)") for m in failures) == 5
+
+
 def test_with_the_tracker_up_the_page_has_its_click(
     make_site: Callable[..., Flask], tracker: ClickAPIEmulator
 ) -> None:
@@ -409,25 +428,26 @@ def test_a_bare_wsgi_app_gets_its_click(
 # middleware/django_site/views.py, middleware/django_site/wsgi.py
 
 _DJANGO_DRIVER = """
-import json, threading, requests
+import json, sys, threading, requests
 from werkzeug.serving import make_server
 from django_site.wsgi import application
 server = make_server("127.0.0.1", 0, application, threaded=True)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 base = f"http://127.0.0.1:{server.server_port}/"
 out = []
-for agent in ("Mozilla/5.0 Chrome/124", "Googlebot/2.1"):
-    r = requests.get(base, headers={"User-Agent": agent}, allow_redirects=False, timeout=10)
+for headers in json.loads(sys.argv[1]):
+    r = requests.get(base, headers=headers, allow_redirects=False, timeout=10)
     out.append({"status": r.status_code, "text": r.text, "cookies": sorted(r.cookies.keys())})
 server.shutdown()
 print(json.dumps(out))
 """
 
 
-def test_a_django_project_behind_the_middleware(tracker: ClickAPIEmulator) -> None:
+def _run_django_site(tracker_url: str, *visits: dict[str, str]) -> list[dict[str, Any]]:
+    """Serve the Django example on a free port, make ``visits`` to /, return what each got."""
     pytest.importorskip("django")
     result = subprocess.run(
-        [sys.executable, "-c", _DJANGO_DRIVER],
+        [sys.executable, "-c", _DJANGO_DRIVER, json.dumps(visits)],
         cwd=EXAMPLES / "middleware",
         capture_output=True,
         text=True,
@@ -435,18 +455,38 @@ def test_a_django_project_behind_the_middleware(tracker: ClickAPIEmulator) -> No
         env={
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "django_site.settings",
-            "KEITARO_TRACKER_URL": tracker.url,
+            "KEITARO_TRACKER_URL": tracker_url,
             "PYTHONDONTWRITEBYTECODE": "1",
         },
     )
     assert result.returncode == 0, result.stderr
-    browser, bot = json.loads(result.stdout)
+    answers: list[dict[str, Any]] = json.loads(result.stdout)
+    return answers
+
+
+def test_a_django_project_behind_the_middleware(tracker: ClickAPIEmulator) -> None:
+    browser, bot = _run_django_site(
+        tracker.url, {"User-Agent": BROWSER}, {"User-Agent": "Googlebot/2.1"}
+    )
     click, bot_click = tracker.clicks()
     assert browser["status"] == 200
     assert browser["text"].endswith(f"<footer>ref {click['sub_id']}</footer>")
     assert browser["cookies"] == ["_kst", "_kuc"]
     assert (bot["status"], bot["text"]) == (200, "<h1>Acme Garden</h1>")  # the tracker's page
     assert bot_click["is_bot"]
+
+
+def test_djangos_own_cookies_never_reach_the_tracker() -> None:
+    """sessionid and csrftoken by the rule, messages by the example's private_cookies."""
+    recording = RecordingTracker().start()
+    try:
+        cookies = "sessionid=S1; csrftoken=C1; messages=M1; theme=dark; _ga=G1"
+        (page,) = _run_django_site(recording.url, {"User-Agent": BROWSER, "Cookie": cookies})
+        assert page["status"] == 200
+        assert recording.last.headers["Cookie"] == "theme=dark; _ga=G1"
+        assert not {"S1", "C1", "M1"} & set(re.findall(r"\w+", recording.last.body))
+    finally:
+        recording.stop()
 
 
 # testing/campaigns.toml, testing/landing_site.py, testing/conftest.py, testing/test_landing.py
@@ -477,6 +517,7 @@ def test_the_site_runs_in_gunicorn_workers_sharing_the_click_state(
     conf = load_example("deploying/gunicorn.conf.py")
     assert conf.worker_class == "gthread"
     assert conf.timeout > 1 + 3  # above the call's deadline, FLASK_KEITARO_TIMEOUT below
+    assert conf.preload_app  # the workers below are forked from an app built in the master
 
     log = tmp_path / "gunicorn.log"
     env = {

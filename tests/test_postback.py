@@ -31,6 +31,7 @@ from flask_keitaro.postback import (
     deliver,
 )
 
+from .fault_server import FaultServer, ReadRequest, Trickle
 from .postback_receiver import KEY, PostbackReceiver
 from .tracker import free_port
 
@@ -416,3 +417,17 @@ def test_results_and_records_are_plain_data() -> None:
     result = PostbackResult("skipped", reason="KEITARO_ENABLED is False")
     assert not result.delivered
     assert "skipped" in repr(result)
+
+
+def test_a_tracker_trickling_its_answer_cannot_hold_a_postback_past_the_deadline() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer(ReadRequest(), Trickle(answer, every=0.1)) as server:
+        conversion = Conversion.make("slow1", "lead")
+        started = time.monotonic()
+        with pytest.raises(TrackerTimeout) as caught:
+            deliver(f"{server.url}/{KEY}/postback", conversion, timeout=(0.3, 0.4))
+        elapsed = time.monotonic() - started
+    # Each byte arrives well inside the read timeout; the whole call still ends on time.
+    assert elapsed < 0.7 + 0.25 + 0.3  # the budget, with slack for a loaded machine
+    assert KEY not in "".join(traceback.format_exception(caught.value))
+    assert caught.value.__cause__ is None and caught.value.__context__ is None

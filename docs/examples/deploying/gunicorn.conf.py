@@ -18,3 +18,6 @@ timeout = 30
 graceful_timeout = 30
 # Keep-alive with the proxy or load balancer in front.
 keepalive = 5
+# Build the app once in the master, then fork the workers: each worker
+# opens its own tracker connections and outbox handle on first use.
+preload_app = True

@@ -10,6 +10,8 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
 
+keitaro = KeitaroExtension()
+
 
 @keitaro_campaign("CAMPAIGN_TOKEN")
 def landing() -> str:
@@ -37,7 +39,15 @@ def create_app(**config: Any) -> Flask:
     # Connect, then read: 4 s at most for the whole call, however slow.
     app.config["KEITARO_TIMEOUT"] = (1.0, 3.0)
     app.config.update(config)
-    KeitaroExtension(app)
+    keitaro.init_app(app)
     app.add_url_rule("/", view_func=landing)
     app.register_error_handler(503, tracker_down)
+    app.add_url_rule("/healthz", view_func=healthz)
     return app
+
+
+# The breaker's state, for monitoring. The answer stays 200 whatever the
+# tracker does: the site serves its visitors either way, and a load
+# balancer must not take it out of service over a tracker outage.
+def healthz() -> dict[str, str]:
+    return {"site": "ok", "tracker_breaker": keitaro.breaker_state}

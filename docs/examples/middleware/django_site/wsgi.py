@@ -16,4 +16,12 @@ application = KeitaroMiddleware(
     tracker_url=settings.KEITARO_TRACKER_URL,
     campaigns={"/": settings.KEITARO_CAMPAIGN_TOKEN},
     secret_key=settings.SECRET_KEY,
+    # Django's own cookies stay on the site, whatever they are named:
+    # the session and CSRF cookies (private by their default names too),
+    # and the messages cookie, which the private-name rule does not catch.
+    private_cookies=[
+        settings.SESSION_COOKIE_NAME,
+        settings.CSRF_COOKIE_NAME,
+        "messages",
+    ],
 )
