@@ -79,6 +79,8 @@ external_links: dict[str, str] = {
     "werkzeug.wrappers.response.Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
     "werkzeug.wrappers.Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
     "Response": WERKZEUG + "wrappers/#werkzeug.wrappers.Response",
+    # Postback methods take their arguments' annotations from ``Conversion.make``.
+    "Decimal": "https://docs.python.org/3/library/decimal.html#decimal.Decimal",
     "werkzeug.wrappers.request.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.wrappers.Request": WERKZEUG + "wrappers/#werkzeug.wrappers.Request",
     "werkzeug.serving.BaseWSGIServer": WERKZEUG + "serving/",

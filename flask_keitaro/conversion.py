@@ -6,11 +6,12 @@ naming it before anything is stored or sent. Nothing here imports Flask.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 #: Keitaro's conversion statuses.
 STATUSES = ("lead", "sale", "rejected", "rebill")
@@ -260,3 +261,38 @@ class Conversion:
         if self.tid is not None:
             text += f", tid {self.tid}"
         return text
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _signature(make: Callable[..., object], drop: int) -> inspect.Signature:
+    """``self`` and the parameters of ``make`` from the ``drop``-th on: a method's signature."""
+    params = list(inspect.signature(make).parameters.values())[drop:]
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return inspect.Signature([this, *params])
+
+
+def postback_method(
+    make: Callable[P, object],
+) -> Callable[[Callable[..., R]], Callable[Concatenate[Any, P], R]]:
+    """Give a method the arguments of :meth:`Conversion.make`: they are declared there once."""
+
+    def decorate(method: Callable[..., R]) -> Callable[Concatenate[Any, P], R]:
+        method.__signature__ = _signature(make, 0)  # type: ignore[attr-defined]
+        return method
+
+    return decorate
+
+
+def click_postback_method(
+    make: Callable[Concatenate[str, P], object],
+) -> Callable[[Callable[..., R]], Callable[Concatenate[Any, P], R]]:
+    """:func:`postback_method` for a click's own method: its ``sub_id`` is the click's."""
+
+    def decorate(method: Callable[..., R]) -> Callable[Concatenate[Any, P], R]:
+        method.__signature__ = _signature(make, 1)  # type: ignore[attr-defined]
+        return method
+
+    return decorate

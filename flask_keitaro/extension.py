@@ -10,7 +10,7 @@ import difflib
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
@@ -24,6 +24,7 @@ from .breaker import BreakerState
 from .cli import keitaro_cli
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
+from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
 from .postback import PostbackClient, PostbackResult, report
@@ -195,18 +196,8 @@ class KeitaroExtension:
         """
         return _state().pipeline.breaker.state
 
-    def postback(
-        self,
-        sub_id: str,
-        status: str = "lead",
-        *,
-        payout: Any = None,
-        currency: str | None = None,
-        tid: str | int | None = None,
-        cost: Any = None,
-        sub_ids: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> PostbackResult:
+    @postback_method(Conversion.make)
+    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
         """Report a conversion to Keitaro, through the outbox: none is lost.
 
         Call it in a request or an app context. The conversion is committed to the outbox
@@ -229,16 +220,7 @@ class KeitaroExtension:
         :raises ValueError: a bad argument, named, before anything is stored or sent.
         :raises ConfigurationError: ``KEITARO_POSTBACK_URL`` is not set.
         """
-        return _state().report(
-            sub_id,
-            status,
-            payout=payout,
-            currency=currency,
-            tid=tid,
-            cost=cost,
-            sub_ids=sub_ids,
-            params=params,
-        )
+        return _state().report(*args, **kwargs)
 
     @staticmethod
     def close(app: Flask) -> None:

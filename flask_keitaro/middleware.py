@@ -17,6 +17,7 @@ from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
 from .config import OPTIONS, KeitaroConfig
+from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
 from .postback import PostbackResult, report
@@ -127,10 +128,11 @@ class KeitaroMiddleware:
 
         return self.app(environ, finish)
 
-    def postback(self, sub_id: str, status: str = "lead", **options: Any) -> PostbackResult:
+    @postback_method(Conversion.make)
+    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
         """Report a conversion: as :meth:`KeitaroExtension.postback
         <flask_keitaro.KeitaroExtension.postback>`, signals sent with the middleware."""
-        return report(self.postbacks, self.pipeline.config.enabled, sub_id, status, **options)
+        return report(self.postbacks, self.pipeline.config.enabled, *args, **kwargs)
 
     def _report_click(self, sub_id: str | None, status: str, **options: Any) -> PostbackResult:
         config = self.pipeline.config

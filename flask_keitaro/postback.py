@@ -19,13 +19,12 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import signals
 from .config import KeitaroConfig, outbox_path
-from .conversion import Conversion
+from .conversion import Conversion, postback_method
 from .delivery import checked_url, deliver, post_fields
 from .errors import ConfigurationError, PostbackError, TrackerError, postback_url_hint
 from .outbox import Claim, Outbox, OutboxError, PostbackRecord, RetryPolicy
@@ -168,30 +167,10 @@ class PostbackClient:
         outbox = None if self.outbox is None else self.outbox.path
         return f"<PostbackClient {self.masked_url} outbox={outbox!r}>"
 
-    def postback(
-        self,
-        sub_id: str,
-        status: str = "lead",
-        *,
-        payout: Any = None,
-        currency: str | None = None,
-        tid: str | int | None = None,
-        cost: Any = None,
-        sub_ids: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> PostbackResult:
+    @postback_method(Conversion.make)
+    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
         """Report one conversion (arguments as :meth:`Conversion.make`); see :meth:`send`."""
-        conversion = Conversion.make(
-            sub_id,
-            status,
-            payout=payout,
-            currency=currency,
-            tid=tid,
-            cost=cost,
-            sub_ids=sub_ids,
-            params=params,
-        )
-        return self.send(conversion)
+        return self.send(Conversion.make(*args, **kwargs))
 
     def send(self, conversion: Conversion) -> PostbackResult:
         """Commit ``conversion`` to the outbox, then try to deliver it at once.

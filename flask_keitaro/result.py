@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlencode
 
 from .bounds import answer_headers, final_status, log_dropped, value_problem
+from .conversion import Conversion, click_postback_method
 from .errors import InvalidTrackerResponse
 
 if TYPE_CHECKING:
@@ -350,17 +351,8 @@ class Click:
         """The parsed JSON answer, as the tracker sent it."""
         return self._raw
 
-    def postback(
-        self,
-        status: str = "lead",
-        *,
-        payout: Any = None,
-        currency: str | None = None,
-        tid: str | int | None = None,
-        cost: Any = None,
-        sub_ids: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> PostbackResult:
+    @click_postback_method(Conversion.make)
+    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
         """Report a conversion of this click: :meth:`KeitaroExtension.postback
         <flask_keitaro.KeitaroExtension.postback>` with this click's ``sub_id``.
 
@@ -372,16 +364,7 @@ class Click:
                 "This click cannot send postbacks: only the click of a request that the"
                 " extension or the middleware handled can."
             )
-        return self.reporter(
-            self.sub_id,
-            status,
-            payout=payout,
-            currency=currency,
-            tid=tid,
-            cost=cost,
-            sub_ids=sub_ids,
-            params=params,
-        )
+        return self.reporter(self.sub_id, *args, **kwargs)
 
     def offer_url(self, **params: Any) -> str | None:
         """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.
