@@ -13,11 +13,12 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn, Self
 
 
 class Unavailable(Exception):
@@ -143,3 +144,31 @@ def fail(message: str) -> NoReturn:
     """Stop a benchmark whose measurement is not valid (a broken setup, not a slow result)."""
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
+
+
+class Service:
+    """A peer a benchmark starts and stops: ``with Peer() as peer: ...``."""
+
+    def start(self) -> Self:
+        """Start the peer; return it."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the peer and free what it held."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Terminate ``process``; kill it when it has not ended after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -14,10 +14,11 @@ import contextlib
 import socket
 import threading
 import time
-from types import TracebackType
+
+from .measure import Service
 
 
-class DelayProxy:
+class DelayProxy(Service):
     """A TCP proxy on 127.0.0.1 adding ``delay`` seconds each way to ``upstream_port``."""
 
     def __init__(self, upstream_port: int, delay: float) -> None:
@@ -48,17 +49,6 @@ class DelayProxy:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
-
-    def __enter__(self) -> DelayProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -135,7 +125,7 @@ class DelayProxy:
             sender.cancel()
 
 
-class SilentTracker:
+class SilentTracker(Service):
     """A TCP server on 127.0.0.1 that accepts connections and never answers.
 
     :meth:`refuse` closes the listening socket: from then on connections are refused, as

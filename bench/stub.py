@@ -16,10 +16,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .measure import Unavailable
+from .measure import Service, Unavailable, end_process
 
 #: The stub's answer: "show your own page", with click data, a uniqueness cookie and a TTL,
 #: as a real tracker sends for a landing visit.
@@ -138,7 +137,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class StubTracker:
+class StubTracker(Service):
     """nginx on 127.0.0.1 answering every request with :data:`ANSWER` (HTTPS with ``tls``).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`; it is also stopped at
@@ -207,25 +206,9 @@ class StubTracker:
     def stop(self) -> None:
         """Stop nginx and remove its directory."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            end_process(self._process, 10)
             self._process = None
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> StubTracker:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _log(self) -> list[list[str]]:
         """The access log's lines, once nginx has written the last answer's (it logs after

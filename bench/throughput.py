@@ -22,9 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from .measure import Plan, alternate, fail, medians, note, run_main, show, target
+from .measure import (
+    Plan,
+    Service,
+    alternate,
+    end_process,
+    fail,
+    medians,
+    note,
+    run_main,
+    show,
+    target,
+)
 from .site import HEADERS, QUERY
 from .stub import StubTracker, find_tool, wait_for_port
 
@@ -32,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKERS, THREADS, CONNECTIONS = 2, 4, 8
 
 
-class Gunicorn:
+class Gunicorn(Service):
     """gunicorn serving the benchmark site on a free loopback port (port 0, read from its log)."""
 
     def __init__(self, tracker_url: str) -> None:
@@ -70,25 +80,9 @@ class Gunicorn:
     def stop(self) -> None:
         """Stop gunicorn (its workers with it)."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            end_process(self._process, 15)
             self._process = None
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Gunicorn:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def get(self, path: str, cookie: str | None = None) -> http.client.HTTPResponse:
         """One GET to the site, read whole."""
