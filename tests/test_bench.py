@@ -44,14 +44,13 @@ def test_benchmark_runs_quick(name: str) -> None:
     if skipped:
         assert not os.environ.get("CI"), f"{skipped.group(0)} (CI installs the tools)"
         pytest.skip(skipped.group(0))
-    if name == "emulator":
-        assert done.stdout.strip(), done.stderr
-    elif name == "profile":
+    if name == "profile":
         assert re.search(r"^\s+[\d.]+%\s+.*\(flask_keitaro/pipeline\.py\)$", done.stdout, re.M), (
             done.stdout
         )
     else:
-        assert done.stdout.startswith(f"== {name} (quick) =="), done.stdout
+        if name != "emulator":  # the emulator's own banner comes first
+            assert done.stdout.startswith(f"== {name} (quick) =="), done.stdout
         assert TARGET.search(done.stdout), done.stdout
 
 
