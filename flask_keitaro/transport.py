@@ -1,8 +1,11 @@
 """The Click API call's HTTP transport: a pool of keep-alive connections and one hard deadline.
 
-``requests`` builds the pool (its adapter's TLS and CA-bundle rules apply as they are); each
-call then goes straight to that urllib3 pool: the caller encodes the form once, and no
-per-call session machinery runs.
+``requests`` builds the pool (its adapter's TLS and CA-bundle rules apply as they are), and
+urllib3 makes, checks and keeps its connections. A call takes a connection from that pool and
+does the exchange itself: the request, whose every byte this module chooses, goes out in one
+write, and the standard library's ``http.client`` reads the answer. urllib3's request and
+response layer (its per-call retry, timeout, header and decoding objects) would cost more CPU
+than the rest of the click put together, for a call whose shape never changes.
 
 The deadline is ``connect + read`` seconds after the call starts, and every step of the call
 draws on it: waiting for a free pooled connection, name resolution, connecting, the TLS
@@ -16,7 +19,9 @@ import http.client
 import io
 import ipaddress
 import queue
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -38,7 +43,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
-from urllib3.util import connection
+from urllib3.util import connection, parse_url
 
 from ._version import __version__
 from .errors import InvalidTrackerResponse, TrackerError, TrackerTimeout, TrackerUnavailable
@@ -182,13 +187,6 @@ class _DeadlineConnection(HTTPConnection):
             raise ConnectTimeoutError(self, f"connecting to {self.host} timed out") from error
         raise NewConnectionError(self, f"cannot connect to {self.host} ({error})") from error
 
-    def send(self, data: Any) -> None:
-        # sendall's timeout is the total for the data; the headers and the body are two sends.
-        self.timeout = _budget.get().remaining()
-        if self.sock is not None:
-            self.sock.settimeout(self.timeout)
-        super().send(data)
-
 
 class _DeadlineHTTPSConnection(_DeadlineConnection, HTTPSConnection):
     """The HTTPS variant of :class:`_DeadlineConnection`."""
@@ -222,6 +220,7 @@ class Transport:
     ) -> None:
         self.timeout = timeout
         self._headers = {**_HEADERS, **(headers or {})}
+        self._head = b""
         self._adapter = HTTPAdapter(
             pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=True
         )
@@ -236,7 +235,13 @@ class Transport:
         https = url.lower().startswith("https:")
         pool.ConnectionCls = _DeadlineHTTPSConnection if https else _DeadlineConnection
         self._pool = pool
-        self._target = prepared.path_url
+        # What every request starts with; the Content-Length, the call's own headers and the
+        # body follow it.
+        where = parse_url(str(prepared.url))
+        host = f"{where.host}:{where.port}" if where.port else str(where.host)
+        lines = [f"POST {prepared.path_url} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        self._head = _header_block(lines)
 
     def close(self) -> None:
         """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
@@ -252,53 +257,87 @@ class Transport:
         budget = Budget.start(self.timeout)
         token = _budget.set(budget)
         try:
+            request = self._request(body, headers)
             for attempt in (1, 2):
                 try:
-                    return self._exchange(pool, body, {**self._headers, **headers}, budget)
+                    return self._exchange(pool, request, budget)
                 except NewConnectionError as exc:
                     if attempt == 1 and isinstance(exc.__cause__, ConnectionRefusedError):
                         continue
                     raise _failure(exc) from exc
-                except (HTTPError, OSError) as exc:
+                except (HTTPError, OSError, http.client.HTTPException) as exc:
                     raise _failure(exc) from exc
             raise AssertionError("unreachable")  # pragma: no cover
         finally:
             _budget.reset(token)
 
+    def _request(self, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """The whole request: the fixed head, the length, the call's ``headers``, the body."""
+        lines = [f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        return self._head + _header_block(lines) + b"\r\n" + body
+
     def _exchange(
-        self, pool: HTTPConnectionPool, body: bytes, headers: dict[str, str], budget: Budget
+        self, pool: HTTPConnectionPool, request: bytes, budget: Budget
     ) -> tuple[int, bytes]:
-        response = pool.urlopen(
-            "POST",
-            self._target,
-            body=body,
-            headers=headers,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            timeout=budget.connect,
-            # urllib3 hints an int; the pool's queue takes any number of seconds.
-            pool_timeout=budget.remaining(),  # type: ignore[arg-type]
-            preload_content=False,
-            release_conn=False,
-        )
-        chunks: list[bytes] = []
-        size = 0
-        complete = False
+        """Send ``request`` on a pooled connection; return the answer's status and body.
+
+        The connection goes back to the pool open only when the answer was read whole and
+        the tracker keeps it alive; after anything else it is closed first.
+        """
+        # The pool's own methods: a free connection (a dropped one is reset), and back.
+        conn = cast(HTTPConnection, pool._get_conn(timeout=budget.remaining()))
+        reusable = False
         try:
-            for chunk in response.stream(65536):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise InvalidTrackerResponse(
-                        f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes"
-                    )
-                chunks.append(chunk)
-            complete = True
+            if conn.sock is None:
+                conn.timeout = budget.connect
+                try:
+                    conn.connect()
+                except (ssl.SSLError, ssl.CertificateError) as exc:
+                    raise SSLError(exc) from exc
+            sock = cast(socket.socket, conn.sock)
+            sock.settimeout(budget.remaining())  # sendall's timeout is the total for it
+            sock.sendall(request)
+            response = _DeadlineResponse(sock, method="POST")
+            try:
+                response.begin()
+                answer = _read_answer(response)
+            finally:
+                response.close()
+            reusable = not response.will_close
+            return response.status, answer
         finally:
-            if not complete:
-                response.close()  # unread data: the connection cannot be reused
-            response.release_conn()
-        return response.status, b"".join(chunks)
+            if not reusable:
+                conn.close()
+            pool._put_conn(conn)
+
+
+def _read_answer(response: http.client.HTTPResponse) -> bytes:
+    """The body of ``response``, read whole; over :data:`MAX_ANSWER_BYTES` is refused."""
+    if response.length is not None:
+        if response.length > MAX_ANSWER_BYTES:
+            raise InvalidTrackerResponse(f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes")
+        return response.read()  # the length is known: one read of exactly that much
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read(65536):  # chunked, or until the tracker closes
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise InvalidTrackerResponse(f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# What a header line of a request must not hold: it would end the line, or the request.
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+
+
+def _header_block(lines: list[str]) -> bytes:
+    """``lines`` as request header lines, each ended by CRLF (Latin-1, as HTTP/1.1 has it)."""
+    for line in lines:
+        if _LINE_BREAK.search(line):
+            raise ValueError("a request header line holds a line break or a NUL")
+    return "".join(f"{line}\r\n" for line in lines).encode("latin-1")
 
 
 def _failure(exc: BaseException) -> TrackerError:

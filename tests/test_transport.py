@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from flask_keitaro import ClickAPIClient, TrackerTimeout, TrackerUnavailable, Visitor
-from flask_keitaro.errors import TrackerError
+from flask_keitaro import transport as transport_module
+from flask_keitaro.errors import InvalidTrackerResponse, TrackerError
+from flask_keitaro.transport import Transport
 
 from .fault_server import FaultServer, Hang, ReadRequest, Send, self_signed_certificate
 from .faults import OK_ANSWER
-from .tracker import RecordingTracker
+from .tracker import RawServer, RecordingTracker, read_request
 
 VISITOR = Visitor(ip="203.0.113.7", user_agent="UA")
 TOKEN = "transporttokentransporttoken0001"
@@ -133,3 +135,134 @@ def test_a_closed_client_reports_unavailable() -> None:
             client.click(TOKEN, VISITOR)
     finally:
         tracker.stop()
+
+
+def _answers(*responses: bytes) -> Any:
+    """A raw server handler answering each request on a connection with the next response."""
+
+    def handle(conn: socket.socket) -> None:
+        for response in responses:
+            if not read_request(conn):
+                return
+            conn.sendall(response)
+
+    return handle
+
+
+_JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+_ANSWER_BODY = OK_ANSWER.partition(b"\r\n\r\n")[2]
+
+
+def test_the_request_goes_out_in_one_write_with_its_host_and_length() -> None:
+    """Head and body in one segment: the tracker's first read holds the whole request."""
+    first_reads: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        first_reads.append(conn.recv(65536))
+        conn.sendall(OK_ANSWER)
+
+    server = RawServer(handle).start()
+    transport = Transport(f"{server.url}/path/click_api/v3?x=1", timeout=(1, 2))
+    try:
+        body = b"a=1&b=" + b"x" * 1500
+        status, answer = transport.post(body, {"Cookie": "c=d"})
+    finally:
+        transport.close()
+        server.stop()
+    assert (status, answer) == (200, _ANSWER_BODY)
+    head, _, sent_body = first_reads[0].partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "POST /path/click_api/v3?x=1 HTTP/1.1"
+    assert f"Host: {server.url.removeprefix('http://')}" in lines
+    assert "Content-Length: 1506" in lines
+    assert "Cookie: c=d" in lines
+    assert "Content-Type: application/x-www-form-urlencoded" in lines
+    assert sent_body == body
+
+
+@pytest.mark.parametrize("value", ["a=b\r\nX-Injected: 1", "a=b\nX: 1", "a=b\rX", "a\x00b"])
+def test_a_header_value_cannot_end_its_line(value: str) -> None:
+    """A line break or NUL in a header value is refused before anything is sent."""
+    tracker = RecordingTracker().start()
+    transport = Transport(tracker.url, timeout=(1, 2))
+    try:
+        with pytest.raises(ValueError, match="line break"):
+            transport.post(b"a=1", {"Cookie": value})
+        assert tracker.connections == 0
+    finally:
+        transport.close()
+        tracker.stop()
+
+
+def test_keep_alive_connections_are_reused_and_closed_ones_are_not() -> None:
+    """One connection for calls the tracker keeps alive; a new one after ``Connection: close``."""
+    kept = RawServer(_answers(OK_ANSWER, OK_ANSWER, OK_ANSWER)).start()
+    closing_answer = _JSON_HEAD + b"Connection: close\r\n" + OK_ANSWER.partition(b"\r\n")[2]
+    closing = RawServer(_answers(closing_answer, closing_answer)).start()
+    try:
+        for server, connections in ((kept, 1), (closing, 3)):
+            transport = Transport(server.url, timeout=(1, 2))
+            try:
+                for _ in range(3):
+                    assert transport.post(b"a=1", {}) == (200, _ANSWER_BODY)
+            finally:
+                transport.close()
+            assert server.accepted == connections
+    finally:
+        kept.stop()
+        closing.stop()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part) for part in (_ANSWER_BODY[:7], _ANSWER_BODY[7:])
+        )
+        + b"0\r\n\r\n",
+        b"Connection: close\r\n\r\n" + _ANSWER_BODY,
+    ],
+    ids=["chunked", "until closed"],
+)
+def test_answers_without_a_length_are_read_whole(framing: bytes) -> None:
+    def handle(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(_JSON_HEAD + framing)
+
+    server = RawServer(handle).start()
+    client = ClickAPIClient(server.url, timeout=(1, 2))
+    try:
+        assert client.click(TOKEN, VISITOR).info.sub_id == "abc123def4567"
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "until closed"])
+def test_answers_without_a_length_are_bounded(
+    chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the size limit, an answer of unknown length is refused as it arrives."""
+    monkeypatch.setattr(transport_module, "MAX_ANSWER_BYTES", 200_000)
+    piece = b"x" * 65536
+
+    def handle(conn: socket.socket) -> None:
+        read_request(conn)
+        framing = b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n"
+        conn.sendall(_JSON_HEAD + framing)
+        try:
+            for _ in range(8):  # 512 KiB in all
+                conn.sendall(b"10000\r\n" + piece + b"\r\n" if chunked else piece)
+        except OSError:
+            pass  # the client stopped reading
+
+    server = RawServer(handle).start()
+    client = ClickAPIClient(server.url, timeout=(1, 2))
+    try:
+        with pytest.raises(InvalidTrackerResponse, match="over 200000 bytes"):
+            client.click(TOKEN, VISITOR)
+    finally:
+        client.close()
+        server.stop()
