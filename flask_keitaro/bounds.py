@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from werkzeug.http import dump_cookie
 from werkzeug.urls import iri_to_uri
 
 from .config import is_token
+from .cookies import cookie_pair
 from .errors import InvalidTrackerResponse
 
 logger = logging.getLogger("flask_keitaro")
@@ -93,10 +93,7 @@ def cookie_problem(name: str, value: str) -> str | None:
         return "not a cookie name"
     if _URL_CONTROL.search(value):
         return "a control character"
-    if (
-        len(value) + len(name) >= MAX_COOKIE
-        or len(dump_cookie(name, value, path=None)) > MAX_COOKIE
-    ):
+    if len(value) + len(name) >= MAX_COOKIE or len(cookie_pair(name, value)) > MAX_COOKIE:
         return f"over {MAX_COOKIE} characters"
     return None
 

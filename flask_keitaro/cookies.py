@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from functools import lru_cache
 
 from werkzeug.datastructures import Headers
 from werkzeug.http import dump_cookie
@@ -51,23 +55,53 @@ class SetCookie:
     max_age: int
 
 
+# What a cookie value may hold and go out unquoted: werkzeug's rule in ``dump_cookie``.
+_PLAIN_VALUE = re.compile(r"[\w!#$%&'()*+\-./:<=>?@\[\]^`{|}~]*", re.ASCII)
+
+
+def cookie_pair(name: str, value: str) -> str:
+    """``name=value`` as a ``Set-Cookie`` header starts: the value quoted as werkzeug quotes it.
+
+    A value of plain cookie characters (every value the extension writes of its own) is
+    written as it is; any other goes through werkzeug's ``dump_cookie``.
+    """
+    if name.isascii() and _PLAIN_VALUE.fullmatch(value):
+        return f"{name}={value}"
+    return dump_cookie(name, value, path=None)
+
+
+@lru_cache(maxsize=64)
+def _http_date(timestamp: int) -> str:
+    """``Expires`` for ``timestamp``: the same few seconds come up visit after visit."""
+    return formatdate(timestamp, usegmt=True)
+
+
 @dataclass(frozen=True)
 class CookiePolicy:
-    """The attributes every cookie of the extension gets: ``Path=/``, ``HttpOnly``, ``Lax``."""
+    """The attributes every cookie of the extension gets: ``Path=/``, ``HttpOnly``, ``Lax``.
+
+    A ``Set-Cookie`` header is written as werkzeug's ``dump_cookie`` writes it, attribute for
+    attribute; ``Expires`` goes with ``Max-Age`` for browsers that know only the former.
+    """
 
     domain: str | None = None
     secure: bool = False
+    _domain: str = field(init=False, repr=False, compare=False, default="")
+
+    def __post_init__(self) -> None:
+        if self.domain:
+            name = self.domain.partition(":")[0].lstrip(".").encode("idna").decode("ascii")
+            object.__setattr__(self, "_domain", f"; Domain={name}")
+
+    def header(self, cookie: SetCookie, now: float | None = None) -> str:
+        """The ``Set-Cookie`` header value of ``cookie`` set at ``now`` (default: now)."""
+        expires = _http_date(int(time.time() if now is None else now) + cookie.max_age)
+        secure = "; Secure" if self.secure else ""
+        return (
+            f"{cookie_pair(cookie.name, cookie.value)}{self._domain}; Expires={expires};"
+            f" Max-Age={cookie.max_age}{secure}; HttpOnly; Path=/; SameSite=Lax"
+        )
 
     def set(self, headers: Headers, cookie: SetCookie) -> None:
         """Add ``cookie`` to a response's ``headers`` as a ``Set-Cookie`` header."""
-        value = dump_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=self.domain,
-            secure=self.secure,
-            httponly=True,
-            samesite="Lax",
-        )
-        headers.add("Set-Cookie", value)
+        headers.add("Set-Cookie", self.header(cookie))

@@ -206,6 +206,14 @@ class Pipeline:
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
         #: Cookies named like these are never set from the tracker's ``cookies`` map.
         self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
+        #: The cookie attributes for a plain (False) and a secure (True) request.
+        self._policies = {
+            secure: CookiePolicy(
+                config.cookie_domain,
+                secure if config.cookie_secure == "auto" else config.cookie_secure,
+            )
+            for secure in (False, True)
+        }
         #: What of the visitor may leave the site, before the tracker's own cookies are known.
         self.forwarding = Forwarding.of(
             private_cookies=(*self.private_cookies, *config.private_cookies),
@@ -311,8 +319,7 @@ class Pipeline:
         return outcome
 
     def _policy(self, is_secure: bool) -> CookiePolicy:
-        secure = self.config.cookie_secure
-        return CookiePolicy(self.config.cookie_domain, is_secure if secure == "auto" else secure)
+        return self._policies[is_secure]
 
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
