@@ -125,6 +125,7 @@ class Visitor:
         headers = request.headers
         environ = request.environ  # the headers below, as ``headers`` reads them
         ip_value = headers.get(ip_header) if ip_header and trusted_proxies else None
+        cookie_header = environ.get("HTTP_COOKIE", "")
         return cls(
             ip=client_ip(request.remote_addr, ip_value, trusted_proxies),
             user_agent=environ.get("HTTP_USER_AGENT", ""),
@@ -137,7 +138,7 @@ class Visitor:
             is_secure=request.is_secure,
             is_prefetch=is_prefetch(request),
             headers=tuple(headers.items()),
-            cookie_header=environ.get("HTTP_COOKIE", ""),
-            cookies=dict(request.cookies),
+            cookie_header=cookie_header,
+            cookies=dict(request.cookies) if cookie_header else {},
             query=tuple(request.args.items(multi=True)),
         )
