@@ -137,20 +137,19 @@ class _DeadlineReader(io.RawIOBase):
         super().close()
 
 
-class _DeadlineResponse(http.client.HTTPResponse):
-    """``http.client``'s response, reading through a :class:`_DeadlineReader`."""
+class _DeadlineSocket:
+    """What ``http.client``'s response reads from: the socket, read with deadlines."""
 
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        plain = self.fp
-        self.fp = io.BufferedReader(_DeadlineReader(sock, _budget.get()))
-        plain.close()  # the base class's reader; the socket stays open for ours
+    def __init__(self, sock: socket.socket, budget: Budget) -> None:
+        self._socket = sock
+        self._budget = budget
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._socket, self._budget))
 
 
 class _DeadlineConnection(HTTPConnection):
     """A urllib3 connection whose every step draws on the running call's :class:`Budget`."""
-
-    response_class = _DeadlineResponse
 
     def _new_conn(self) -> socket.socket:
         budget = _budget.get()
@@ -298,7 +297,10 @@ class Transport:
             sock = cast(socket.socket, conn.sock)
             sock.settimeout(budget.remaining())  # sendall's timeout is the total for it
             sock.sendall(request)
-            response = _DeadlineResponse(sock, method="POST")
+            response = http.client.HTTPResponse(
+                _DeadlineSocket(sock, budget),  # type: ignore[arg-type]
+                method="POST",
+            )
             try:
                 response.begin()
                 answer = _read_answer(response)
