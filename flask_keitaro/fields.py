@@ -89,11 +89,18 @@ _ENCODED_BYTE = tuple(
 )
 
 
+# The same for an ASCII character, by its code: what ``str.translate`` takes.
+_ENCODED_ASCII = _ENCODED_BYTE[:128]
+
+
 def form_quote(text: str) -> str:
     """``text`` form-encoded as ``urllib.parse.quote_plus(text, errors="replace")`` does it.
 
-    A lone surrogate (not UTF-8) becomes ``?``, as there. One table lookup a byte, in C.
+    A lone surrogate (not UTF-8) becomes ``?``, as there. One table lookup a character (ASCII)
+    or a byte, in C.
     """
+    if text.isascii():
+        return text.translate(_ENCODED_ASCII)
     data = text.encode("utf-8", "replace")
     if not data.translate(None, _UNRESERVED):
         return data.decode("ascii")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,3 +29,14 @@ def test_repeated_values_and_long_names() -> None:
     long_name = "n" * 200 + "["
     pairs = [("ua", "A b/c"), ("user_agent", "A b/c"), (long_name, "A b/c"), ("x[y]", "")]
     assert encode_form(pairs) == urlencode(pairs).encode("ascii")
+
+
+@given(st.text(st.characters(max_codepoint=0x7F), max_size=60))
+def test_ascii_text_is_quoted_as_quote_plus(text: str) -> None:
+    """ASCII takes its own path (a table on the text, not its bytes): the same encoding."""
+    assert form_quote(text) == quote_plus(text, errors="replace")
+
+
+def test_every_ascii_character_is_quoted_as_quote_plus() -> None:
+    every = "".join(map(chr, range(128)))
+    assert form_quote(every) == quote_plus(every)
