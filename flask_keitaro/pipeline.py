@@ -27,7 +27,7 @@ from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
-from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, info_from_query
+from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
@@ -324,7 +324,11 @@ class Pipeline:
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
             return None
-        return ClickState.load(secret_keys, request.cookies.get(self.config.state_cookie))
+        # Read from the header itself: werkzeug's parse of every cookie costs more than the
+        # state's whole check, and a restored visit needs no other cookie.
+        name = self.config.state_cookie
+        value = cookie_value(request.environ.get("HTTP_COOKIE"), name)
+        return ClickState.load(secret_keys, value, cookie_name=name)
 
     def _forwarding(self, state: ClickState | None) -> Forwarding:
         """What may be forwarded, with the tracker's cookies the signed state names."""

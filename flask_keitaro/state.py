@@ -3,12 +3,19 @@
 The state is kept per campaign (keyed by a keyed hash of the campaign token, never the
 token itself), holds click data only — never a tracker response — and expires with the
 tracker's ``cookies_ttl``. No server-side storage is involved.
+
+The cookie's value is ``PAYLOAD.SIGNATURE``: the entries as compact JSON in base64url, and
+the HMAC-SHA256 of that base64url text, in base64url, with a key derived from the secret
+key and a salt that names this format (:data:`FORMAT`). Both parts are base64url without
+padding, so the value is never quoted.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
@@ -16,13 +23,16 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from itsdangerous import BadData, URLSafeSerializer
+from werkzeug.http import parse_cookie
 
+from .bounds import MAX_COOKIE
 from .result import UNIQUENESS_LEVELS, ClickInfo
 
 logger = logging.getLogger("flask_keitaro")
 
-_SALT = "flask-keitaro.click-state"
+#: The salt of the state cookie's signing key: it names the format, so a cookie of another
+#: format (the earlier itsdangerous one included) never verifies and counts as no state.
+FORMAT = b"flask-keitaro.click-state.v2"
 
 #: Most campaigns kept in one visitor's state cookie; the oldest entry goes first.
 MAX_CAMPAIGNS = 8
@@ -38,6 +48,9 @@ _SUB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
+_LEVELS = frozenset(UNIQUENESS_LEVELS)
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 @lru_cache(maxsize=256)
 def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
@@ -50,9 +63,49 @@ def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def _serializer(secret_key: str | bytes) -> URLSafeSerializer:
-    """The state cookie's signer for ``secret_key``, made once (it derives its keys then)."""
-    return URLSafeSerializer(secret_key, salt=_SALT)
+def _signing_key(secret_key: str | bytes) -> bytes:
+    """The key that signs the state for ``secret_key``: derived once, bound to :data:`FORMAT`."""
+    key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    return hmac.digest(key, FORMAT, "sha256")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signature(secret_key: str | bytes, payload: str) -> str:
+    return _b64(hmac.digest(_signing_key(secret_key), payload.encode("ascii"), "sha256"))
+
+
+def sign(secret_key: str | bytes, payload: bytes) -> str:
+    """The state cookie value carrying ``payload``, signed with ``secret_key``."""
+    encoded = _b64(payload)
+    return f"{encoded}.{_signature(secret_key, encoded)}"
+
+
+def verify(secret_keys: Iterable[str | bytes], value: str) -> tuple[bytes, int] | None:
+    """The payload of a state cookie value and the position of the secret key that signed it.
+
+    ``None`` when no key verifies it, or it is no value of this format (never an exception).
+    Each key is tried in turn, so a value signed with a fallback key still verifies.
+    """
+    if len(value) > MAX_COOKIE or not value.isascii():
+        return None
+    encoded, dot, signature = value.rpartition(".")
+    if not dot:
+        return None
+    for position, key in enumerate(secret_keys):
+        if hmac.compare_digest(_signature(key, encoded), signature):
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)), position
+            except ValueError:  # signed, but not base64url: not written by this code
+                return None
+    return None
+
+
+def _is_opt(value: object, kind: type) -> bool:
+    """Whether ``value`` is ``None`` or exactly of ``kind`` (a bool is no int here)."""
+    return value is None or type(value) is kind
 
 
 def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
@@ -64,23 +117,38 @@ def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
         "l": info.landing_id,
         "o": list(info.offer_ids),
         "b": info.is_bot,
-        "u": {k: v for k, v in info.uniqueness.items() if k in UNIQUENESS_LEVELS},
+        "u": {k: v for k, v in info.uniqueness.items() if k in _LEVELS},
         "e": int(expires),
     }
 
 
-def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo:
-    return ClickInfo.parse(
-        {
-            "sub_id": entry.get("s"),
-            "token": entry.get("t"),
-            "campaign_id": entry.get("c"),
-            "stream_id": entry.get("st"),
-            "landing_id": entry.get("l"),
-            "offer_id": entry.get("o"),
-            "is_bot": entry.get("b"),
-            "uniqueness": entry.get("u") or {},
-        }
+def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
+    """The click of a stored entry; ``None`` when the entry is not of the shape written."""
+    sub_id, token = entry.get("s"), entry.get("t")
+    ids = entry.get("c"), entry.get("st"), entry.get("l")
+    offers, is_bot, unique = entry.get("o", []), entry.get("b"), entry.get("u", {})
+    if not (
+        type(sub_id) is str
+        and sub_id
+        and _is_opt(token, str)
+        and all(_is_opt(value, int) for value in ids)
+        and type(offers) is list
+        and all(type(offer) is int for offer in offers)
+        and _is_opt(is_bot, bool)
+        and type(unique) is dict
+        and unique.keys() <= _LEVELS
+        and all(type(flag) is bool for flag in unique.values())
+    ):
+        return None
+    return ClickInfo(
+        sub_id=sub_id,
+        token=token,
+        campaign_id=ids[0],
+        stream_id=ids[1],
+        landing_id=ids[2],
+        offer_ids=tuple(offers),
+        is_bot=is_bot,
+        uniqueness=dict(unique),
     )
 
 
@@ -98,48 +166,57 @@ class ClickState:
     """The decoded state cookie of one visitor: campaign key -> click data with an expiry.
 
     ``secret_keys`` are the app's ``SECRET_KEY`` first, then its ``SECRET_KEY_FALLBACKS``: the
-    cookie is verified with each in turn and always written with the first.
+    cookie is verified with each in turn and always written with the first. ``cookie_name``
+    is the name the cookie is set under: it counts toward the browser's size limit (see
+    :meth:`dumps`).
     """
 
     def __init__(
-        self, secret_keys: SecretKeys, entries: dict[str, dict[str, Any]] | None = None
+        self,
+        secret_keys: SecretKeys,
+        entries: dict[str, dict[str, Any]] | None = None,
+        *,
+        cookie_name: str = "",
     ) -> None:
         if not secret_keys:
             raise ValueError("ClickState needs at least one secret key")
         self._secret_keys = secret_keys
+        self.cookie_name = cookie_name
         self.entries: dict[str, dict[str, Any]] = entries or {}
         self.changed = False
 
     @classmethod
     def load(
-        cls, secret_keys: SecretKeys, cookie: str | None, now: float | None = None
+        cls,
+        secret_keys: SecretKeys,
+        cookie: str | None,
+        now: float | None = None,
+        *,
+        cookie_name: str = "",
     ) -> ClickState:
         """Decode ``cookie``; a tampered, foreign-key, malformed or expired state counts as none."""
-        state = cls(secret_keys)
+        state = cls(secret_keys, cookie_name=cookie_name)
         if not cookie:
             return state
-        data: object = None
-        for position, key in enumerate(secret_keys):
-            try:
-                data = _serializer(key).loads(cookie)
-            except BadData:
-                continue
-            except Exception:  # a valid signature over garbage must not raise
-                logger.debug("Ignored a click state cookie that does not decode")
-                return state
-            # Signed with an old key: write it again with the current one.
-            state.changed = position > 0
-            break
-        else:
+        verified = verify(secret_keys, cookie)
+        if verified is None:
             logger.debug("Ignored a click state cookie with a bad signature")
+            return state
+        payload, position = verified
+        try:
+            data = json.loads(payload)
+        except (ValueError, RecursionError):  # a valid signature over garbage must not raise
+            logger.debug("Ignored a click state cookie that does not decode")
             return state
         if not isinstance(data, dict):
             logger.debug("Ignored a click state cookie that is not an object")
             return state
+        # Signed with an old key: write it again with the current one.
+        state.changed = position > 0
         now = time.time() if now is None else now
         for key, entry in data.items():
-            if isinstance(entry, dict) and isinstance(entry.get("e"), int) and entry["e"] > now:
-                state.entries[str(key)] = entry
+            if isinstance(entry, dict) and type(entry.get("e")) is int and entry["e"] > now:
+                state.entries[key] = entry
         return state
 
     def _keys(self, campaign_token: str) -> list[str]:
@@ -168,12 +245,11 @@ class ClickState:
             self.changed = True
         if entry.get("e", 0) <= now:
             return None
-        try:
-            info = _info_from_dict(entry)
-        except Exception:  # a state of the wrong shape is no state
+        info = _info_from_dict(entry)
+        if info is None:
             logger.debug("Ignored a click state entry of the wrong shape")
             return None
-        return StoredClick(info, entry.get("r") == "link") if info.sub_id else None
+        return StoredClick(info, entry.get("r") == "link")
 
     def put(
         self,
@@ -215,13 +291,50 @@ class ClickState:
         return frozenset(names)
 
     def dumps(self) -> str:
-        """The signed cookie value, signed with the current secret key."""
-        return str(_serializer(self._secret_keys[0]).dumps(self.entries))
+        """The cookie value, signed with the current secret key, that fits a browser's limit.
+
+        ``name=value`` must fit :data:`~flask_keitaro.bounds.MAX_COOKIE` (with the
+        extension's attributes, a browser's 4096 bytes a cookie): while it would not, the
+        oldest entry is dropped. This is the one size rule of the state.
+        """
+        room = MAX_COOKIE - len(self.cookie_name) - 1
+        dropped = 0
+        while True:
+            value = sign(self._secret_keys[0], _JSON.encode(self.entries).encode("ascii"))
+            if len(value) <= room or not self.entries:
+                break
+            self.entries.pop(next(iter(self.entries)))
+            dropped += 1
+        if dropped and not self.entries:
+            logger.warning("A click too large for the state cookie was not kept")
+        elif dropped:
+            logger.debug("Dropped the %d oldest clicks to fit the state cookie", dropped)
+        return value
 
     def max_age(self, now: float | None = None) -> int:
         """Seconds until the last entry expires."""
         now = time.time() if now is None else now
         return max((int(e["e"] - now) for e in self.entries.values()), default=0)
+
+
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The value of the first cookie called ``name`` in a ``Cookie`` header, as werkzeug reads it.
+
+    It reads one cookie for a fraction of what werkzeug's parse of them all costs. A header
+    with a quote in it (a quoted value may hide a ``;``) goes to werkzeug's parser, so both
+    always read the same cookie.
+    """
+    if not header or name not in header:
+        return None
+    if '"' in header:
+        return parse_cookie(header).get(name)
+    for part in header.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip(" \t") == name:
+            value = value.strip(" \t")
+            if " " not in value and "\t" not in value:  # else werkzeug skips the cookie
+                return value
+    return None
 
 
 def info_from_query(args: Mapping[str, str]) -> ClickInfo | None:

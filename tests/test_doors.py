@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
-from itsdangerous import URLSafeSerializer
 from werkzeug.test import Client, TestResponse
 
 from flask_keitaro import KeitaroExtension, KeitaroMiddleware, keitaro_campaign
 
 from .conftest import TOKEN
+from .state_support import read_state
 from .tracker import RecordingTracker, do_nothing
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _comparable(response: TestResponse) -> tuple[int, list[tuple[str, str]], byt
     for name, value in response.headers.items():
         if name == "Set-Cookie" and value.startswith("_kst="):
             signed = value.split(";", 1)[0].removeprefix("_kst=")
-            entries = URLSafeSerializer(SECRET, salt="flask-keitaro.click-state").loads(signed)
+            entries = read_state(SECRET, signed)
             value = repr({key: {**entry, "e": "-"} for key, entry in entries.items()})
         if name == "Set-Cookie" and "Max-Age=" in value:
             value = value.split("; Expires=", 1)[0] + "; " + value.split("; ", 2)[-1]

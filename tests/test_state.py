@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from itsdangerous import URLSafeSerializer
 
 from flask_keitaro import click_requested, click_restored, click_succeeded, current_click
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState, campaign_key
 
 from .conftest import TOKEN, AppFactory
+from .state_support import read_state, sign_state
 from .tracker import RecordingTracker, do_nothing
 
 
@@ -130,7 +130,7 @@ def test_no_secret_key_no_state(make_app: AppFactory, tracker: RecordingTracker)
 
 
 def _sign(secret: str, data: Any) -> str:
-    return str(URLSafeSerializer(secret, salt="flask-keitaro.click-state").dumps(data))
+    return sign_state(secret, data)
 
 
 def _entry(expires: float, **fields: Any) -> dict[str, Any]:
@@ -229,7 +229,7 @@ def test_restore_from_query_is_off_by_default(
 def test_state_never_holds_the_campaign_token(make_app: AppFactory) -> None:
     value = state_cookie(make_app().test_client().get("/"))
     assert value is not None
-    decoded = URLSafeSerializer("test-secret", salt="flask-keitaro.click-state").loads(value)
+    decoded = read_state("test-secret", value)
     assert TOKEN not in repr(decoded) and TOKEN not in value
 
 
