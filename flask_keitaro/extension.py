@@ -95,16 +95,17 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*view_args: Any, **view_kwargs: Any) -> ResponseReturnValue:
-            run_view = current_app.ensure_sync(view)
-            if g.get(_G_CLICK) is not None:
-                return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
+            # The objects themselves, not their context proxies: each is read several times.
             app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
-            # The request itself, not its proxy: the click reads a dozen of its attributes.
+            app_g = g._get_current_object()
+            run_view = app.ensure_sync(view)
+            if app_g.get(_G_CLICK) is not None:
+                return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
             outcome = state.pipeline.run(route, req, sender=app, secret_keys=_secret_keys(app))
             outcome.click.reporter = state.report_click
-            g.setdefault(_G_CLICK, outcome.click)
+            app_g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
                 raise ServiceUnavailable()
             if outcome.response is not None:
@@ -260,10 +261,13 @@ def _note_no_threads() -> Callable[[], None]:
 
 def _secret_keys(app: Flask) -> SecretKeys:
     """``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``: the keys the state cookie is checked with."""
-    if not app.secret_key:
+    secret_key = app.secret_key
+    if not secret_key:
         return ()
-    fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-    return (app.secret_key, *(key for key in fallbacks if key))
+    fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
+    if not fallbacks:
+        return (secret_key,)
+    return (secret_key, *(key for key in fallbacks if key))
 
 
 def _get_click() -> Click:

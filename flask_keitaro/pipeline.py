@@ -185,7 +185,7 @@ class Outcome:
         for cookie in self.cookies:
             self.policy.set(headers, cookie)
         if "Cache-Control" not in headers:
-            headers["Cache-Control"] = NO_STORE
+            headers.add("Cache-Control", NO_STORE)
 
 
 class Pipeline:

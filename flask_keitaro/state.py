@@ -4,15 +4,16 @@ The state is kept per campaign (keyed by a keyed hash of the campaign token, nev
 token itself), holds click data only — never a tracker response — and expires with the
 tracker's ``cookies_ttl``. No server-side storage is involved.
 
-The cookie's value is ``PAYLOAD.SIGNATURE``: the entries as compact JSON in base64url, and
-the HMAC-SHA256 of that base64url text, in base64url, with a key derived from the secret
-key and a salt that names this format (:data:`FORMAT`). Both parts are base64url without
-padding, so the value is never quoted.
+The cookie's value is ``PAYLOAD.SIGNATURE``: the entries as compact JSON in base64url
+(without padding), and the keyed BLAKE2b MAC (32 bytes) of that base64url text in hex, with
+a key derived from the secret key (HMAC-SHA256) and a salt that names this format
+(:data:`FORMAT`). Neither part needs quoting in a cookie.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -49,6 +50,10 @@ _TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 _LEVELS = frozenset(UNIQUENESS_LEVELS)
+# The exact types an entry's values may have (a bool is no int here).
+_INT_OR_NONE = frozenset((int, type(None)))
+_STR_OR_NONE = frozenset((str, type(None)))
+_BOOL_OR_NONE = frozenset((bool, type(None)))
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -69,17 +74,20 @@ def _signing_key(secret_key: str | bytes) -> bytes:
     return hmac.digest(key, FORMAT, "sha256")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+# base64url to standard base64, for binascii.
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def _signature(secret_key: str | bytes, payload: str) -> str:
-    return _b64(hmac.digest(_signing_key(secret_key), payload.encode("ascii"), "sha256"))
+    # Keyed BLAKE2b is a MAC of its own (hashlib's documented replacement for HMAC); in a
+    # visit it costs half of what OpenSSL's HMAC-SHA256 does.
+    key = _signing_key(secret_key)
+    return hashlib.blake2b(payload.encode("ascii"), key=key, digest_size=32).hexdigest()
 
 
 def sign(secret_key: str | bytes, payload: bytes) -> str:
     """The state cookie value carrying ``payload``, signed with ``secret_key``."""
-    encoded = _b64(payload)
+    encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
     return f"{encoded}.{_signature(secret_key, encoded)}"
 
 
@@ -96,16 +104,14 @@ def verify(secret_keys: Iterable[str | bytes], value: str) -> tuple[bytes, int] 
         return None
     for position, key in enumerate(secret_keys):
         if hmac.compare_digest(_signature(key, encoded), signature):
+            data = encoded.encode("ascii")
             try:
-                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)), position
-            except ValueError:  # signed, but not base64url: not written by this code
+                return binascii.a2b_base64(
+                    data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4), strict_mode=True
+                ), position
+            except binascii.Error:  # signed, but not base64url: not written by this code
                 return None
     return None
-
-
-def _is_opt(value: object, kind: type) -> bool:
-    """Whether ``value`` is ``None`` or exactly of ``kind`` (a bool is no int here)."""
-    return value is None or type(value) is kind
 
 
 def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
@@ -124,17 +130,21 @@ def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
 
 def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
     """The click of a stored entry; ``None`` when the entry is not of the shape written."""
-    sub_id, token = entry.get("s"), entry.get("t")
-    ids = entry.get("c"), entry.get("st"), entry.get("l")
-    offers, is_bot, unique = entry.get("o", []), entry.get("b"), entry.get("u", {})
+    get = entry.get
+    sub_id, token, campaign_id, stream_id, landing_id = (
+        get("s"), get("t"), get("c"), get("st"), get("l")
+    )  # fmt: skip
+    offers, is_bot, unique = get("o", []), get("b"), get("u", {})
     if not (
         type(sub_id) is str
         and sub_id
-        and _is_opt(token, str)
-        and all(_is_opt(value, int) for value in ids)
+        and type(token) in _STR_OR_NONE
+        and type(campaign_id) in _INT_OR_NONE
+        and type(stream_id) in _INT_OR_NONE
+        and type(landing_id) in _INT_OR_NONE
         and type(offers) is list
         and all(type(offer) is int for offer in offers)
-        and _is_opt(is_bot, bool)
+        and type(is_bot) in _BOOL_OR_NONE
         and type(unique) is dict
         and unique.keys() <= _LEVELS
         and all(type(flag) is bool for flag in unique.values())
@@ -143,9 +153,9 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
     return ClickInfo(
         sub_id=sub_id,
         token=token,
-        campaign_id=ids[0],
-        stream_id=ids[1],
-        landing_id=ids[2],
+        campaign_id=campaign_id,
+        stream_id=stream_id,
+        landing_id=landing_id,
         offer_ids=tuple(offers),
         is_bot=is_bot,
         uniqueness=dict(unique),
@@ -204,7 +214,7 @@ class ClickState:
             return state
         payload, position = verified
         try:
-            data = json.loads(payload)
+            data = json.loads(payload.decode("utf-8"))
         except (ValueError, RecursionError):  # a valid signature over garbage must not raise
             logger.debug("Ignored a click state cookie that does not decode")
             return state
@@ -234,9 +244,10 @@ class ClickState:
         An entry stored under an old secret key is moved under the current one.
         """
         now = time.time() if now is None else now
-        current, *old = self._keys(campaign_token)
+        current = campaign_key(self._secret_keys[0], campaign_token)
         entry = self.entries.get(current)
         if entry is None:
+            old = self._keys(campaign_token)[1:]
             found = next((k for k in old if k in self.entries), None)
             if found is None:
                 return None
