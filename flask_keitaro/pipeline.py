@@ -184,7 +184,8 @@ class Outcome:
             return
         for cookie in self.cookies:
             self.policy.set(headers, cookie)
-        if "Cache-Control" not in headers:
+        # getlist, not "in": werkzeug answers "in" by raising and catching a KeyError.
+        if not headers.getlist("Cache-Control"):
             headers.add("Cache-Control", NO_STORE)
 
 
@@ -264,7 +265,8 @@ class Pipeline:
         if restore:
             restored = self._restore(token, request, state)
             if restored is not None:
-                signals.click_restored.send(sender, click=restored)
+                if signals.click_restored.receivers:  # the common visit: no one listens
+                    signals.click_restored.send(sender, click=restored)
                 cookies = self._state_cookies(prefetch, state)
                 return Outcome(restored, cookies=cookies, policy=policy)
 

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from werkzeug.http import parse_cookie
 
 from .bounds import MAX_COOKIE
+from .cookies import MAX_COOKIE_AGE
 from .result import UNIQUENESS_LEVELS, ClickInfo
 
 logger = logging.getLogger("flask_keitaro")
@@ -323,9 +324,10 @@ class ClickState:
         return value
 
     def max_age(self, now: float | None = None) -> int:
-        """Seconds until the last entry expires."""
+        """Seconds until the last entry expires, at most the longest any cookie is kept."""
         now = time.time() if now is None else now
-        return max((int(e["e"] - now) for e in self.entries.values()), default=0)
+        latest = max((int(e["e"] - now) for e in self.entries.values()), default=0)
+        return min(latest, MAX_COOKIE_AGE)
 
 
 def cookie_value(header: str | None, name: str) -> str | None:

@@ -13,6 +13,7 @@ from itsdangerous import URLSafeSerializer
 from werkzeug.http import parse_cookie
 
 from flask_keitaro.bounds import MAX_COOKIE
+from flask_keitaro.cookies import MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import MAX_CAMPAIGNS, ClickState, campaign_key, cookie_value, sign, verify
 
@@ -191,3 +192,10 @@ def test_the_state_cookie_is_read_as_werkzeug_reads_it(header: str, expected: st
 def test_any_cookie_header_reads_as_werkzeug_reads_it(parts: list[tuple[str, str]]) -> None:
     header = "; ".join(f"{name}={value}" for name, value in parts)
     assert cookie_value(header, "_kst") == parse_cookie(header).get("_kst")
+
+
+def test_a_signed_far_future_expiry_is_kept_no_longer_than_any_cookie() -> None:
+    state = ClickState.load((SECRET,), _state_value(e=10**15))
+    assert state.get(TOKEN) is not None
+    assert state.max_age() == MAX_COOKIE_AGE
+    assert "Max-Age=34560000" in CookiePolicy().header(SetCookie("_kst", "v", state.max_age()))
