@@ -93,15 +93,12 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     route = Route(*args, **kwargs)
 
     def decorator(view: F) -> F:
-        # Flask's ensure_sync wraps a coroutine function and returns any other as it is.
-        is_async = inspect.iscoroutinefunction(view)
-
         @functools.wraps(view)
         def wrapper(*view_args: Any, **view_kwargs: Any) -> ResponseReturnValue:
             # The objects themselves, not their context proxies: each is read several times.
             app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
             app_g = g._get_current_object()
-            run_view = app.ensure_sync(view) if is_async else view
+            run_view = app.ensure_sync(view)
             if app_g.get(_G_CLICK) is not None:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]

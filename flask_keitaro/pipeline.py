@@ -265,8 +265,7 @@ class Pipeline:
         if restore:
             restored = self._restore(token, request, state)
             if restored is not None:
-                if signals.click_restored.receivers:  # the common visit: no one listens
-                    signals.click_restored.send(sender, click=restored)
+                signals.click_restored.send(sender, click=restored)
                 cookies = self._state_cookies(prefetch, state)
                 return Outcome(restored, cookies=cookies, policy=policy)
 

@@ -219,6 +219,7 @@ class Transport:
     ) -> None:
         self.timeout = timeout
         self._headers = {**_HEADERS, **(headers or {})}
+        self._start: list[str] = []
         self._head = b""
         self._adapter = HTTPAdapter(
             pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=True
@@ -238,9 +239,8 @@ class Transport:
         # body follow it.
         where = parse_url(str(prepared.url))
         host = f"{where.host}:{where.port}" if where.port else str(where.host)
-        lines = [f"POST {prepared.path_url} HTTP/1.1", f"Host: {host}"]
-        lines += [f"{name}: {value}" for name, value in self._headers.items()]
-        self._head = _header_block(lines)
+        self._start = [f"POST {prepared.path_url} HTTP/1.1", f"Host: {host}"]
+        self._head = self._head_with(self._headers)
 
     def close(self) -> None:
         """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
@@ -270,11 +270,22 @@ class Transport:
         finally:
             _budget.reset(token)
 
+    def _head_with(self, headers: Mapping[str, str]) -> bytes:
+        """The request line, ``Host`` and ``headers``: how every request starts."""
+        return _header_block([*self._start, *(f"{n}: {v}" for n, v in headers.items())])
+
     def _request(self, body: bytes, headers: Mapping[str, str]) -> bytes:
-        """The whole request: the fixed head, the length, the call's ``headers``, the body."""
+        """The whole request: the head, the length, the call's ``headers``, the body.
+
+        A call's header of the same name as one of every call's replaces it.
+        """
+        head = self._head
+        if not self._headers.keys().isdisjoint(headers):
+            head = self._head_with({**self._headers, **headers})
+            headers = {}
         lines = [f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        return self._head + _header_block(lines) + b"\r\n" + body
+        return head + _header_block(lines) + b"\r\n" + body
 
     def _exchange(
         self, pool: HTTPConnectionPool, request: bytes, budget: Budget

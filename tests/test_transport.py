@@ -12,6 +12,7 @@ import pytest
 
 from flask_keitaro import ClickAPIClient, TrackerTimeout, TrackerUnavailable, Visitor
 from flask_keitaro import transport as transport_module
+from flask_keitaro._version import __version__
 from flask_keitaro.errors import InvalidTrackerResponse, TrackerError
 from flask_keitaro.transport import Transport
 
@@ -266,3 +267,26 @@ def test_answers_without_a_length_are_bounded(
     finally:
         client.close()
         server.stop()
+
+
+def test_a_calls_header_replaces_the_one_every_call_sends() -> None:
+    """``post``'s own ``User-Agent`` goes instead of the default one, not beside it."""
+    requests_seen: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        requests_seen.append(read_request(conn))
+        conn.sendall(OK_ANSWER)
+
+    server = RawServer(handle).start()
+    transport = Transport(server.url, timeout=(1, 2))
+    try:
+        transport.post(b"a=1", {"User-Agent": "custom/1"})
+        transport.post(b"a=1", {})
+    finally:
+        transport.close()
+        server.stop()
+    first, second = (r.partition(b"\r\n\r\n")[0].split(b"\r\n") for r in requests_seen)
+    assert [line for line in first if line.startswith(b"User-Agent:")] == [b"User-Agent: custom/1"]
+    assert [line for line in second if line.startswith(b"User-Agent:")] == [
+        b"User-Agent: flask-keitaro/" + __version__.encode()
+    ]
