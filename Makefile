@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-LINT_PATHS := flask_keitaro tests example_site docs $(wildcard bench)
+LINT_PATHS := flask_keitaro tests testsupport example_site docs $(wildcard bench)
 
-.PHONY: demo test browser docs-tools bench-tools tls-tools docs lint typecheck pytest bench \
+.PHONY: demo test test-shuffled browser docs-tools bench-tools tls-tools docs lint typecheck pytest bench \
 	bench-record bench-smoke screenshots reliability clean
 
 $(BIN)/python:
@@ -30,7 +30,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy --strict flask_keitaro tests/typecheck_views.py
+	$(BIN)/mypy --strict flask_keitaro tests/support/typecheck_views.py
 
 # Debian's Chromium for the browser tests, when missing and installable (root with apt-get).
 browser:
@@ -48,8 +48,14 @@ docs: $(VENV)/.installed docs-tools
 tls-tools:
 	.ci/ensure-openssl
 
+# In file order (what CI runs); make test-shuffled runs the same suite in a random order.
 pytest: $(VENV)/.installed browser docs-tools tls-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -p no:randomly
+
+# The suite in a random order (pytest-randomly prints its seed; pytest -p randomly
+# --randomly-seed=N repeats an order): a test that passes only after another is a defect.
+test-shuffled: $(VENV)/.installed browser docs-tools tls-tools
+	$(BIN)/pytest -p randomly
 
 # Debian's nginx-light, wrk and openssl for the benchmarks, when missing and installable.
 bench-tools:
@@ -68,13 +74,13 @@ bench-record: $(VENV)/.installed bench-tools
 
 # Every benchmark with --quick (under a minute), so the scripts never rot; targets not enforced.
 bench-smoke: $(VENV)/.installed bench-tools
-	$(BIN)/pytest -m bench tests/test_bench.py
+	$(BIN)/pytest -m bench tests/package/test_bench.py
 
 test: lint typecheck docs pytest bench-smoke
 
 # Retake the screenshots in the README and the docs with the browser tests.
 screenshots: $(VENV)/.installed browser docs-tools
-	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py tests/test_docs_browser.py
+	KEITARO_SCREENSHOT_DIR=docs/_static $(BIN)/pytest tests/test_browser_e2e.py tests/docs/test_browser.py
 
 # The tracker fault matrix against a real gunicorn server; the report is kept in the docs.
 reliability: $(VENV)/.installed tls-tools

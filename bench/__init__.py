@@ -2,7 +2,7 @@
 
 Each benchmark is ``python -m bench.NAME [--quick]``; ``python -m bench`` (``make bench``) runs
 them all, in the order of :data:`BENCHMARKS`. ``--quick`` is a smoke run in seconds: the CI
-runs every benchmark that way (``tests/test_bench.py``) so the scripts never rot.
+runs every benchmark that way (``tests/package/test_bench.py``) so the scripts never rot.
 """
 
 from __future__ import annotations

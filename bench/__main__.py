@@ -20,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks named (all by default) and print their targets together."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N: seconds, not minutes")
+    parser.add_argument("--list", action="store_true", help="print the benchmarks' names")
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
     args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(BENCHMARKS))
+        return 0
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"no benchmark {', '.join(unknown)}; the benchmarks: {', '.join(BENCHMARKS)}")

@@ -1,7 +1,7 @@
 """The fault matrix against a real gunicorn server: what each visitor got, and how long it took.
 
 Run: ``make reliability`` (or ``.venv/bin/python -m bench.reliability [--write FILE]``).
-Every fault of ``tests/faults.py`` gets its own tracker peer on loopback and two apps (fail
+Every fault of ``testsupport/faults.py`` gets its own tracker peer on loopback and two apps (fail
 open, fail closed) behind one gunicorn server; each is visited a few times over HTTP. Then
 the breaker faces a tracker that never answers, and a page without a click is timed while
 every worker thread waits on a trickling tracker. Exits 1 when any visit was not as
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from flask_keitaro.cli import shown
-from tests.fault_server import FaultServer, Hang, ReadRequest, Trickle
-from tests.faults import FAULTS, OK_ANSWER, SITE_HOST, FailMode, Seen
-from tests.gunicorn_server import GunicornServer
+from testsupport.fault_server import FaultServer, Hang, ReadRequest, Trickle
+from testsupport.faults import FAULTS, OK_ANSWER, SITE_HOST, FailMode, Seen
+from testsupport.gunicorn_server import GunicornServer
 
 TIMEOUT = (0.5, 1.0)
 #: What a visitor may wait because of the tracker: the call's deadline and a quarter second.

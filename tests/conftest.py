@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
-
-from .tracker import RecordingTracker
-
-TOKEN = "q831vzbxkbcnyk23z3jwww4pbhhtpxpm"
-
-AppFactory = Callable[..., Flask]
+from flask_keitaro import KeitaroExtension, keitaro_campaign
+from tests.support import TOKEN, AppFactory, landing_view
+from testsupport.tracker import RecordingTracker
 
 
 @pytest.fixture
@@ -22,11 +18,6 @@ def tracker() -> Iterator[RecordingTracker]:
     server = RecordingTracker().start()
     yield server
     server.stop()
-
-
-def landing_view() -> str:
-    click = current_click
-    return f"landing sub_id={click.sub_id} bool={bool(click)} restored={click.restored}"
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from flask_keitaro import KeitaroExtension
-
-from .conftest import TOKEN, AppFactory
-from .faults import FAULTS, SECRET, Fault, fault_app
-from .tracker import RecordingTracker, do_nothing, free_port
+from tests.support import TOKEN, AppFactory
+from testsupport.faults import FAULTS, SECRET, Fault, fault_app
+from testsupport.tracker import RecordingTracker, do_nothing, free_port
 
 
 def test_check_do_nothing(make_app: AppFactory, tracker: RecordingTracker) -> None:

@@ -11,10 +11,9 @@ from flask import Flask
 from werkzeug.test import Client, TestResponse
 
 from flask_keitaro import KeitaroExtension, KeitaroMiddleware, keitaro_campaign
-
-from .conftest import TOKEN
-from .state_support import read_state
-from .tracker import RecordingTracker, do_nothing
+from tests.support import TOKEN
+from tests.support.state import read_state
+from testsupport.tracker import RecordingTracker, do_nothing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

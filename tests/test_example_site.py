@@ -16,8 +16,7 @@ import example_site
 from example_site.server import CAMPAIGNS_PATH, DemoServer, load_campaigns
 from flask_keitaro import ConfigurationError, KeitaroExtension
 from flask_keitaro.postback import PostbackRecord
-
-from .tracker import free_port
+from testsupport.tracker import free_port
 
 #: A desktop browser; the emulator's bot rules let it through.
 DESKTOP_UA = (

@@ -15,9 +15,8 @@ from flask_keitaro import (
     current_click,
     keitaro_campaign,
 )
-
-from .conftest import TOKEN, AppFactory
-from .tracker import RecordingTracker
+from tests.support import TOKEN, AppFactory
+from testsupport.tracker import RecordingTracker
 
 
 def test_init_app_later(tracker: RecordingTracker) -> None:

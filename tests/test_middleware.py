@@ -18,9 +18,8 @@ from werkzeug.test import Client
 
 from flask_keitaro import ConfigurationError, KeitaroMiddleware
 from flask_keitaro.testing import ClickAPIEmulator
-
-from .emulator_support import BROWSER_UA, TOKEN, config, stream
-from .tracker import free_port
+from tests.support.emulator import BROWSER_UA, TOKEN, config, stream
+from testsupport.tracker import free_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 from flask_keitaro.bounds import REFUSED_SCHEMES
 from flask_keitaro.errors import TrackerError
 from flask_keitaro.result import ClickResult
-
-from .faults import SITE_HOST
-from .gunicorn_server import GunicornServer
-from .tracker import Answer, RecordingTracker
+from testsupport.faults import SITE_HOST
+from testsupport.gunicorn_server import GunicornServer
+from testsupport.tracker import Answer, RecordingTracker
 
 _TOKEN_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

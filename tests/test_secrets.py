@@ -21,9 +21,8 @@ from flask_keitaro import (
     keitaro_campaign,
 )
 from flask_keitaro.fields import ClickOptions, build_call
-
-from .conftest import TOKEN
-from .tracker import RecordingTracker
+from tests.support import TOKEN
+from testsupport.tracker import RecordingTracker
 
 
 def _frames(tb: TracebackType | None) -> Iterator[dict[str, Any]]:
