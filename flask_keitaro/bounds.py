@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.urls import iri_to_uri
 
-from .config import is_token
+from .characters import HEADER_VALUE_CONTROL, URL_CONTROL, is_token
 from .cookies import cookie_pair
 from .errors import InvalidTrackerResponse
 
@@ -43,10 +43,6 @@ DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
 #: Other schemes pass (``market:``, ``intent:``, ``itms-apps:``, ``tg:`` open apps).
 REFUSED_SCHEMES = frozenset({"javascript", "data", "vbscript", "file"})
 
-# Control characters (C0 but HTAB, DEL, C1): never in a header value a visitor gets.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-# In a URL, HTAB too: browsers remove it, so "java\tscript:" is read as "javascript:".
-_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What browsers strip from both ends of a URL before reading its scheme (WHATWG URL).
 _URL_EDGES = "".join(map(chr, range(0x21)))
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -69,7 +65,7 @@ def value_problem(value: str) -> str | None:
             value.encode("latin-1")
         except UnicodeEncodeError:
             return "not Latin-1"
-    if _CONTROL.search(value):
+    if HEADER_VALUE_CONTROL.search(value):
         return "a control character"
     return None
 
@@ -91,7 +87,7 @@ def cookie_problem(name: str, value: str) -> str | None:
     """
     if not is_token(name):
         return "not a cookie name"
-    if _URL_CONTROL.search(value):
+    if URL_CONTROL.search(value):
         return "a control character"
     if len(value) + len(name) >= MAX_COOKIE or len(cookie_pair(name, value)) > MAX_COOKIE:
         return f"over {MAX_COOKIE} characters"
@@ -105,7 +101,7 @@ def location_uri(value: str) -> tuple[str | None, str | None]:
     a scheme of :data:`REFUSED_SCHEMES` (however a browser would read it) or a URL that
     cannot be encoded refuse it.
     """
-    if _URL_CONTROL.search(value):
+    if URL_CONTROL.search(value):
         return None, "a control character"
     match = _SCHEME.match(value.strip(_URL_EDGES))
     if match and match.group(1).lower() in REFUSED_SCHEMES:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
+from .characters import is_token
 from .errors import ConfigurationError, postback_url_hint
 from .visitor import IPNetwork
 
@@ -18,14 +18,6 @@ FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
 
 T = TypeVar("T")
-
-# RFC 7230 token characters: what a header or cookie name may be made of.
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def is_token(name: str) -> bool:
-    """Tell whether ``name`` is a valid HTTP token (header or cookie name)."""
-    return bool(_TOKEN.match(name))
 
 
 def key_name(option: str) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from .characters import POSTBACK_FIELD_CONTROL
+
 #: Keitaro's conversion statuses.
 STATUSES = ("lead", "sale", "rejected", "rebill")
 
@@ -53,7 +55,6 @@ RESERVED_FIELDS = frozenset(
 
 # What a field added through ``params`` may be named: a name PHP reads as it is.
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
@@ -73,7 +74,7 @@ def _text(name: str, value: object, *, empty: bool = False) -> str:
         raise ValueError(f"{name}: must not be empty")
     if len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"{name}: longer than {MAX_VALUE_LENGTH} characters")
-    if _CONTROL.search(value):
+    if POSTBACK_FIELD_CONTROL.search(value):
         raise ValueError(f"{name}: {_shown(value)} holds control characters")
     return value
 

@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .config import is_token
-
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+from .characters import FORWARDED_VALUE_CONTROL, is_token
 
 # The private-name rule: a name containing one of these, or having one of the parts as a
 # whole part (split on - _ .), is a credential or a session (``csrftoken``, ``PHPSESSID``,
@@ -118,10 +116,10 @@ def forwarded_cookies(
     if not cookie_header:
         return "", 0
     parts: list[tuple[str, bool]] = []  # (name=value, set by the tracker)
-    control = _CONTROL.search(cookie_header) is not None
+    control = FORWARDED_VALUE_CONTROL.search(cookie_header) is not None
     for raw in cookie_header.split(";"):
         part = raw.strip()
-        if not part or (control and _CONTROL.search(part)):
+        if not part or (control and FORWARDED_VALUE_CONTROL.search(part)):
             continue
         name = part.split("=", 1)[0].rstrip()
         if name.lower() in forwarding.private_cookies:

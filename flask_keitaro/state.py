@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from werkzeug.http import parse_cookie
 
 from .bounds import MAX_COOKIE
+from .characters import is_token
 from .cookies import MAX_COOKIE_AGE
 from .result import UNIQUENESS_LEVELS, ClickInfo
 
@@ -48,7 +49,6 @@ MAX_TRACKER_COOKIES = 8
 # What a link's ``_subid`` and ``_token`` must be, whole (``fullmatch``: no trailing newline).
 _SUB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
-_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 _LEVELS = frozenset(UNIQUENESS_LEVELS)
 # The exact types an entry's values may have (a bool is no int here).
@@ -284,7 +284,7 @@ class ClickState:
         entry = _info_to_dict(info, time.time() + max_age)
         if from_link:
             entry["r"] = "link"
-        names = sorted({name for name in cookies if _COOKIE_NAME.fullmatch(name)})
+        names = sorted({name for name in cookies if len(name) <= 64 and is_token(name)})
         if names:
             entry["k"] = names[:MAX_TRACKER_COOKIES]
         self.entries[current] = entry

@@ -19,7 +19,6 @@ import http.client
 import io
 import ipaddress
 import queue
-import re
 import socket
 import ssl
 import threading
@@ -46,6 +45,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import connection, parse_url
 
 from ._version import __version__
+from .characters import REQUEST_LINE_BREAK
 from .errors import InvalidTrackerResponse, TrackerError, TrackerTimeout, TrackerUnavailable
 
 #: The largest answer accepted from the tracker; a larger one is an ``InvalidTrackerResponse``.
@@ -341,14 +341,10 @@ def _read_answer(response: http.client.HTTPResponse) -> bytes:
     return b"".join(chunks)
 
 
-# What a header line of a request must not hold: it would end the line, or the request.
-_LINE_BREAK = re.compile(r"[\r\n\x00]")
-
-
 def _header_block(lines: list[str]) -> bytes:
     """``lines`` as request header lines, each ended by CRLF (Latin-1, as HTTP/1.1 has it)."""
     for line in lines:
-        if _LINE_BREAK.search(line):
+        if REQUEST_LINE_BREAK.search(line):
             raise ValueError("a request header line holds a line break or a NUL")
     return "".join(f"{line}\r\n" for line in lines).encode("latin-1")
 
