@@ -2,10 +2,12 @@
 
 Run: ``make reliability`` (or ``.venv/bin/python -m bench.reliability [--write FILE]``).
 Every fault of ``testsupport/faults.py`` gets its own tracker peer on loopback and two apps (fail
-open, fail closed) behind one gunicorn server; each is visited a few times over HTTP. Then
-the breaker faces a tracker that never answers, and a page without a click is timed while
-every worker thread waits on a trickling tracker. Exits 1 when any visit was not as
-expected.
+open, fail closed) behind one gunicorn server; each is visited a few times over HTTP (each
+visit a new visitor, who must get their own click where one is expected). The faults that
+flood the site with far more than the size bound are visited first, one at a time, with the
+worker's peak memory watched. Then the breaker faces a tracker that never answers, and a
+page without a click is timed while every worker thread waits on a trickling tracker. Exits
+1 when any visit was not as expected.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from flask_keitaro.cli import shown
+from flask_keitaro.transport import MAX_ANSWER_BYTES
 from testsupport.fault_server import FaultServer, Hang, ReadRequest, Trickle
-from testsupport.faults import FAULTS, OK_ANSWER, SITE_HOST, FailMode, Seen
+from testsupport.faults import FAULTS, OK_ANSWER, SITE_HOST, FailMode, Fault, Seen
 from testsupport.gunicorn_server import GunicornServer
 
 TIMEOUT = (0.5, 1.0)
@@ -30,6 +33,8 @@ BUDGET = sum(TIMEOUT) + 0.25
 VISITS = 3
 THREADS = 8
 MODES: tuple[FailMode, ...] = ("open", "closed")
+#: What one visit may add to the worker's peak memory (three times the answer's size bound).
+MEMORY_BOUND = 3 * MAX_ANSWER_BYTES
 
 
 def _app(url: str, fail_mode: FailMode, **config: Any) -> dict[str, Any]:
@@ -58,8 +63,50 @@ class Report:
         print(line, flush=True)
 
 
-def _visits(server: GunicornServer, path: str, n: int) -> list[Seen]:
-    return [server.get(path, host=SITE_HOST) for _ in range(n)]
+def _visits(server: GunicornServer, path: str, n: int, pause: float = 0.0) -> list[Seen]:
+    """``n`` visits in a row, each a new visitor asking for ``?visit=<i>``."""
+    seen = []
+    for visit in range(1, n + 1):
+        if visit > 1:
+            time.sleep(pause)
+        seen.append(server.get(f"{path}?visit={visit}", host=SITE_HOST))
+    return seen
+
+
+def _fault_visits(server: GunicornServer, fault: Fault, path: str) -> list[Seen]:
+    return _visits(server, path, max(VISITS, fault.visits), fault.pause)
+
+
+def _memory(pid: int, field: str) -> int:
+    """A ``/proc/<pid>/status`` figure, in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def run_memory(report: Report, server: GunicornServer) -> list[str]:
+    """Each flooding fault, each fail mode, one visit: the worker's peak memory growth."""
+    worker = server.worker()
+    lines = []
+    for i, fault in enumerate(FAULTS):
+        if not fault.memory:
+            continue
+        grown = []
+        for mode in MODES:
+            with open(f"/proc/{worker}/clear_refs", "w") as clear:
+                clear.write("5")  # the peak starts again from what is resident now
+            start = _memory(worker, "VmRSS")
+            (seen,) = _visits(server, f"/{mode}/{i}/", 1)
+            report.count([seen])
+            grown.append(_memory(worker, "VmHWM") - start)
+            problems = fault.expect.problems(seen, mode, BUDGET)
+            report.problems += [f"{fault.name} ({mode}, memory): {p}" for p in problems]
+        worst = max(grown)
+        if worst > MEMORY_BOUND:
+            report.problems.append(f"{fault.name}: the worker's memory grew {worst >> 20} MiB")
+        lines.append(f"{shown(fault.name)[:36]:<36} worker peak memory +{worst / 2**20:.1f} MiB"
+                     f" (bound {MEMORY_BOUND >> 20} MiB)")  # fmt: skip
+    return lines
 
 
 def run_matrix(report: Report) -> None:
@@ -68,9 +115,16 @@ def run_matrix(report: Report) -> None:
         urls = [stack.enter_context(fault.peer()) for fault in FAULTS]
         apps = {f"/{mode}/{i}": _app(url, mode) for i, url in enumerate(urls) for mode in MODES}
         server = stack.enter_context(GunicornServer(apps, threads=THREADS))
+        # First, while the worker has read no flood yet: what one such visit costs it.
+        memory = run_memory(report, server)
         jobs = [(i, mode) for i in range(len(FAULTS)) for mode in MODES]
         with ThreadPoolExecutor(THREADS // 2) as pool:
-            seen = list(pool.map(lambda job: _visits(server, f"/{job[1]}/{job[0]}/", VISITS), jobs))
+            seen = list(
+                pool.map(
+                    lambda job: _fault_visits(server, FAULTS[job[0]], f"/{job[1]}/{job[0]}/"),
+                    jobs,
+                )
+            )
         crashes = [line for line in server.errors.splitlines() if line.startswith("Traceback")]
     results = dict(zip(jobs, seen, strict=True))
     report.out(f"{'fault':<36} {'fail open: visitor got':<30} {'fail closed: visitor got':<30}"
@@ -92,6 +146,11 @@ def run_matrix(report: Report) -> None:
         name = shown(fault.name)
         report.out(f"{name[:36]:<36} {row[0][:30]:<30} {row[1][:30]:<30} {worst:7.3f}  "
                    f"{'yes' if ok else 'NO'}")  # fmt: skip
+    report.out()
+    report.out("Memory: each fault that floods the site, visited alone, once per fail mode,")
+    report.out("before the matrix above:")
+    for line in memory:
+        report.out(line)
     report.problems += [f"gunicorn: {line}" for line in crashes]
 
 

@@ -1,13 +1,16 @@
 """A scriptable fault server on loopback: raw sockets that answer slowly, partly, or not at all.
 
 Each connection runs the same script of steps: read the request, send bytes, trickle bytes,
-hang, reset. With ``tls=True`` the connection is TLS with a self-signed certificate made
-at run time by the ``openssl`` command (no Python crypto package needed).
+pause, flood, hang, reset; answer each request on a kept-alive connection with interim
+answers, late or unasked bytes around the visit's own answer. With ``tls=True`` the
+connection is TLS with a self-signed certificate made at run time by the ``openssl`` command
+(no Python crypto package needed).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import socket
 import ssl
@@ -15,15 +18,25 @@ import struct
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import parse_qsl
 
-from testsupport.tracker import RawServer, read_request
+from testsupport.tracker import RawServer, do_nothing, read_request
 
 
 class Gone(Exception):
     """The client went away: the script ends."""
+
+
+def http_answer(
+    body: bytes, status: str = "200 OK", content_type: str = "application/json"
+) -> bytes:
+    """A complete HTTP/1.1 response with a ``Content-Length``."""
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,83 @@ class Trickle:
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Send nothing for ``seconds``."""
+
+    seconds: float
+
+    def run(self, conn: socket.socket, stopping: threading.Event) -> None:
+        if stopping.wait(self.seconds):
+            raise Gone
+
+
+@dataclass(frozen=True)
+class Flood:
+    """Send ``total`` bytes of ``filler``, a piece at a time, until they are sent or the
+    client goes away."""
+
+    total: int
+    filler: bytes = b"x"
+
+    def run(self, conn: socket.socket, stopping: threading.Event) -> None:
+        piece = self.filler * max(1024 * 1024 // len(self.filler), 1)
+        sent = 0
+        while sent < self.total and not stopping.is_set():
+            Send(piece[: self.total - sent]).run(conn, stopping)
+            sent += len(piece)
+
+
+def visit_of(request: bytes) -> str:
+    """The ``visit`` field of a Click API call (the visitor's query parameter, forwarded)."""
+    form = dict(parse_qsl(request.partition(b"\r\n\r\n")[2].decode("latin-1")))
+    return form.get("visit", "")
+
+
+def own_answer(visit: str) -> bytes:
+    """A Click API answer for this visit alone: its ``sub_id`` is ``own-<visit>``."""
+    return http_answer(json.dumps(do_nothing(sub_id=f"own-{visit}")).encode())
+
+
+#: An answer no one asked for: a click of someone else.
+INTRUDER = http_answer(json.dumps(do_nothing(sub_id="intruder")).encode())
+
+
+#: In an :class:`Exchange`: the visit's own answer.
+OWN = own_answer
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Read one request, then send ``parts`` in turn: bytes as they are, a callable's bytes
+    for the request's ``visit`` (:data:`OWN`), a number as a pause of that many seconds."""
+
+    parts: tuple[bytes | Callable[[str], bytes] | float, ...]
+
+    def run(self, conn: socket.socket, stopping: threading.Event) -> None:
+        request = read_request(conn)
+        if not request:
+            raise Gone
+        for part in self.parts:
+            if isinstance(part, bytes):
+                Send(part).run(conn, stopping)
+            elif callable(part):
+                Send(part(visit_of(request))).run(conn, stopping)
+            else:
+                Pause(part).run(conn, stopping)
+
+
+@dataclass(frozen=True)
+class Serve:
+    """Run ``exchange`` for every request on the connection, until the client goes away."""
+
+    exchange: Exchange
+
+    def run(self, conn: socket.socket, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            self.exchange.run(conn, stopping)
+
+
+@dataclass(frozen=True)
 class Hang:
     """Keep the connection open and send nothing until the server stops."""
 
@@ -81,15 +171,7 @@ class Reset:
         raise Gone
 
 
-Step = ReadRequest | Send | Trickle | Hang | Reset
-
-
-def http_answer(
-    body: bytes, status: str = "200 OK", content_type: str = "application/json"
-) -> bytes:
-    """A complete HTTP/1.1 response with a ``Content-Length``."""
-    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+Step = ReadRequest | Send | Trickle | Pause | Flood | Exchange | Serve | Hang | Reset
 
 
 class FaultServer:
@@ -141,7 +223,7 @@ class FaultServer:
             for step in self.steps:
                 step.run(conn, stopping)
         except (Gone, OSError):
-            pass  # the client gave up or refused the certificate
+            pass  # the client gave up, went away or refused the certificate
         finally:
             conn.close()
 

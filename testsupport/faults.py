@@ -3,29 +3,39 @@
 One table serves the test suite (``tests/faults/test_faults.py``, Flask's test client) and
 ``make reliability`` (``bench/reliability.py``, a real gunicorn server). Each fault is a
 tracker peer on loopback and an expectation: the fail mode applies (the view with an empty
-click when open, a 503 when closed), the view runs with the click, or the tracker's answer
-is replayed, with the bounded values as they must reach the visitor.
+click when open, a 503 when closed), the view runs with the click, the view runs with the
+visit's own click (when answers could cross from one visitor to the next), or the tracker's
+answer is replayed, with the bounded values as they must reach the visitor.
+
+Each visit asks for ``/?visit=<n>``; a tracker peer that answers visits apart gives each the
+``sub_id`` ``own-<n>``, and the view shows both, so a visitor shown another's click is seen.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flask import Flask
+from flask import Flask, request
 
 from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
 from flask_keitaro.cookies import MAX_COOKIE_AGE
 from flask_keitaro.transport import MAX_ANSWER_BYTES
 from testsupport.fault_server import (
+    INTRUDER,
+    OWN,
+    Exchange,
     FaultServer,
+    Flood,
     Hang,
     ReadRequest,
     Reset,
     Send,
+    Serve,
     Trickle,
     http_answer,
 )
@@ -67,7 +77,8 @@ class Seen:
     def summary(self) -> str:
         """What the visitor got, in a few words."""
         if self.body.startswith(b"own landing click=True"):
-            return f"{self.status} view with click"
+            sub_id = self.body.split(b"sub_id=")[1].split(b" ")[0].decode("latin-1")
+            return f"{self.status} view with click {sub_id}"[:30]
         if self.body.startswith(b"own landing"):
             return f"{self.status} view, no click"
         location = self.header("Location")
@@ -78,13 +89,14 @@ class Seen:
 
 @dataclass(frozen=True)
 class Expect:
-    """What a visitor must get: ``fail`` (the fail mode), ``view`` (with a click) or ``replay``.
+    """What a visitor must get: ``fail`` (the fail mode), ``view`` (with a click), ``own``
+    (the view with the visit's own click) or ``replay``.
 
     ``headers`` and ``cookies`` map a name to the exact value (a cookie: a part of its
     ``Set-Cookie``) it must have, or to ``None``: it must be absent.
     """
 
-    kind: Literal["fail", "view", "replay"]
+    kind: Literal["fail", "view", "own", "replay"]
     status: int = 200
     headers: Mapping[str, str | None] = field(default_factory=dict)
     cookies: Mapping[str, str | None] = field(default_factory=dict)
@@ -105,8 +117,10 @@ class Expect:
         elif self.kind == "fail":
             if seen.status != 503 or b"own landing" in seen.body:
                 out.append(f"expected a 503, got {seen.summary()}")
-        elif self.kind == "view" and not seen.body.startswith(b"own landing click=True"):
+        elif self.kind in ("view", "own") and not seen.body.startswith(b"own landing click=True"):
             out.append(f"expected the view with a click, got {seen.summary()}")
+        elif self.kind == "own" and not _own_click(seen.body):
+            out.append(f"expected the visit's own click, got another's: {seen.body[13:]!r}")
         elif self.kind == "replay" and seen.status != self.status:
             out.append(f"expected the tracker's {self.status}, got {seen.summary()}")
         if self.body is not None and seen.body != self.body:
@@ -121,6 +135,13 @@ class Expect:
         return out
 
 
+def _own_click(body: bytes) -> bool:
+    """Whether the view showed ``sub_id=own-<n> visit=<n>``: the click of this very visit."""
+    words = dict(word.split(b"=", 1) for word in body.split(b" ") if b"=" in word)
+    visit = words.get(b"visit", b"")
+    return bool(visit) and words.get(b"sub_id") == b"own-" + visit
+
+
 @dataclass(frozen=True)
 class Fault:
     """One row of the matrix: a tracker peer and what the visitor must get."""
@@ -130,6 +151,11 @@ class Fault:
     expect: Expect
     #: Whether the peer takes the whole budget (it hangs or trickles).
     slow: bool = False
+    #: Visits in a row (each a new visitor), and the pause between two of them.
+    visits: int = 1
+    pause: float = 0.0
+    #: Whether the peer sends far more than the size bound: the process's memory is watched.
+    memory: bool = False
 
 
 def fault_app(
@@ -149,7 +175,10 @@ def fault_app(
     @app.route("/")
     @keitaro_campaign(TOKEN)
     def landing() -> str:
-        return f"own landing click={bool(current_click)}"
+        if not current_click:
+            return "own landing click=False"
+        visit = request.args.get("visit", "")
+        return f"own landing click=True sub_id={current_click.sub_id} visit={visit}"
 
     @app.route("/plain")
     def plain() -> str:
@@ -236,6 +265,35 @@ def _with_header(line: str) -> Peer:
 
 
 LONG = 8192 - len("X-Long: ")  # the longest X-Long value within MAX_HEADER_LINE
+
+OWN_VIEW = Expect("own")
+#: Enough to fill a process's memory if it were read: far past the size bound.
+FLOOD = 200 * 1024 * 1024
+
+
+def _interim(status: str, count: int = 1) -> bytes:
+    """``count`` interim answers with ``status`` (``"103 Early Hints"``), each with a header."""
+    return f"HTTP/1.1 {status}\r\nLink: </style.css>; rel=preload\r\n\r\n".encode() * count
+
+
+def _serve(*parts: bytes | Callable[[str], bytes] | float) -> Peer:
+    """A tracker answering every request of a kept-alive connection with ``parts``."""
+    return _script(Serve(Exchange(parts)))
+
+
+def _head(*lines: str) -> bytes:
+    """A 200 head with ``lines`` and nothing after the blank line."""
+    return "\r\n".join(["HTTP/1.1 200 OK", "Content-Type: application/json", *lines]).encode() + (
+        b"\r\n\r\n"
+    )
+
+
+_GZIPPED = gzip.compress(_BODY)
+#: A gzip stream (of gzip members) of JSON that inflates about eight times: read and
+#: decoded, a flood of it would take the process's memory.
+_GZIP_FILLER = gzip.compress(
+    json.dumps([{"sub_id": f"abc{i:09d}", "n": i} for i in range(40000)]).encode()[: 1 << 20]
+)
 
 FAULTS: list[Fault] = [
     # The connection
@@ -352,4 +410,37 @@ FAULTS: list[Fault] = [
           _with_header("Set-Cookie: session=forged"), Expect("replay", cookies={"session": None})),
     Fault("Set-Cookie named like the state cookie",
           _with_header("Set-Cookie: _kst=forged"), Expect("replay", cookies={"_kst": None})),
+    # Answers that must not cross from one visitor to the next
+    Fault("102, the answer 150 ms later", _serve(_interim("102 Processing"), 0.15, OWN),
+          OWN_VIEW, visits=3),
+    Fault("103 Early Hints, then the answer", _serve(_interim("103 Early Hints"), 0.15, OWN),
+          OWN_VIEW, visits=3),
+    Fault("5 interim answers", _serve(_interim("103 Early Hints", 5), OWN), OWN_VIEW, visits=3),
+    Fault("6 interim answers", _serve(_interim("103 Early Hints", 6), OWN), FAIL, visits=3),
+    Fault("101 Switching Protocols", _serve(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                            b"Upgrade: h2c\r\n\r\n", OWN), FAIL, visits=3),
+    Fault("204, the answer 150 ms later",
+          _serve(b"HTTP/1.1 204 No Content\r\n\r\n", 0.15, OWN), FAIL, visits=3),
+    Fault("an unasked answer 50 ms after", _serve(OWN, 0.05, INTRUDER), OWN_VIEW,
+          visits=3, pause=0.2),
+    Fault("an unasked answer at once", _serve(lambda visit: OWN(visit) + INTRUDER), OWN_VIEW,
+          visits=3),
+    Fault("gzip answer", _serve(_head("Content-Encoding: gzip", f"Content-Length: {len(_GZIPPED)}")
+                                + _GZIPPED, OWN), FAIL, visits=2),
+    Fault("101 header lines", _serve(_head(*(f"X-H{i}: v" for i in range(101))), OWN), FAIL),
+    Fault("a header line of 64 KiB", _serve(_head("X-Long: " + "v" * 65536), OWN), FAIL),
+    # Memory: far more than the size bound, in every framing
+    Fault("chunk size -1, then 200 MiB",
+          _script(ReadRequest(), Send(_CHUNKED_HEAD + b"\r\n\r\n-1\r\n"), Flood(FLOOD)),
+          FAIL, memory=True),
+    Fault("chunk size -0x1;ext, then 200 MiB",
+          _script(ReadRequest(), Send(_CHUNKED_HEAD + b"\r\n\r\n-0x1;ext\r\n"), Flood(FLOOD)),
+          FAIL, memory=True),
+    Fault("200 MiB gzip body",
+          _script(ReadRequest(), Send(_head("Content-Encoding: gzip", "Connection: close")),
+                  Flood(FLOOD, _GZIP_FILLER)),
+          FAIL, memory=True),
+    Fault("200 MiB until closed",
+          _script(ReadRequest(), Send(_head("Connection: close")), Flood(FLOOD)),
+          FAIL, memory=True),
 ]  # fmt: skip

@@ -71,6 +71,14 @@ class GunicornServer:
         self._sock.close()
         self._log.close()
 
+    def worker(self) -> int:
+        """The process id of gunicorn's (one) worker."""
+        assert self._process is not None
+        master = self._process.pid
+        with open(f"/proc/{master}/task/{master}/children") as children:
+            (pid,) = children.read().split()
+        return int(pid)
+
     @property
     def errors(self) -> str:
         """What was written to gunicorn's stderr so far."""

@@ -29,6 +29,7 @@ from flask_keitaro import (
     current_click,
     keitaro_campaign,
 )
+from flask_keitaro.transport import MAX_ANSWER_BYTES
 from tests.support import TOKEN
 from testsupport.faults import FAULTS, SITE_HOST, FailMode, Fault, Seen, fault_app
 from testsupport.tracker import RawServer, RecordingTracker, do_nothing, free_port, read_request
@@ -310,17 +311,48 @@ TIMEOUT = (0.3, 0.6)
 BUDGET = sum(TIMEOUT) + 0.25
 
 
+#: What a visit may add to the process's peak memory: three times the answer's size bound
+#: (a 16 MiB answer is read, decoded and parsed). Reading a 200 MiB flood would be far more.
+MEMORY_BOUND = 3 * MAX_ANSWER_BYTES
+
+
+def _peak_growth() -> Callable[[], int]:
+    """Reset the process's peak resident memory; the returned call says how far it rose since."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the peak (VmHWM) starts again from the current resident set
+    start = _status("VmRSS")
+    return lambda: _status("VmHWM") - start
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` figure, in bytes."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
 def test_fault(fault: Fault, fail_mode: FailMode) -> None:
+    seen: list[Seen] = []
     with fault.peer() as url:
         app = fault_app(url, fail_mode, TIMEOUT)
+        growth = _peak_growth()
         try:
-            started = time.monotonic()
-            response = app.test_client().get("/", base_url=f"http://{SITE_HOST}")
-            seconds = time.monotonic() - started
+            for visit in range(1, fault.visits + 1):
+                if visit > 1:
+                    time.sleep(fault.pause)
+                started = time.monotonic()
+                # A new test client: each visit is a new visitor, with no cookie.
+                response = app.test_client().get(f"/?visit={visit}", base_url=f"http://{SITE_HOST}")
+                seconds = time.monotonic() - started
+                items = list(response.headers.items())
+                seen.append(Seen(response.status_code, items, response.data, seconds))
         finally:
+            grew = growth()
             KeitaroExtension.close(app)
-    seen = Seen(response.status_code, list(response.headers.items()), response.data, seconds)
-    assert fault.expect.problems(seen, fail_mode, BUDGET) == []
-    assert response.status_code != 500
+    for visit in seen:
+        assert fault.expect.problems(visit, fail_mode, BUDGET) == []
+        assert visit.status != 500
+    if fault.memory:
+        assert grew < MEMORY_BOUND, f"the visit took {grew / 2**20:.0f} MiB"
