@@ -9,13 +9,23 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from flask_keitaro import ClickAPIClient, TrackerTimeout, TrackerUnavailable, Visitor
 from flask_keitaro import deadline as deadline_module
 from flask_keitaro._version import __version__
+from flask_keitaro.deadline import DeadlineAdapter, NoFreeConnection
 from flask_keitaro.errors import InvalidTrackerResponse, TrackerError
 from flask_keitaro.transport import Transport
-from testsupport.fault_server import FaultServer, Hang, ReadRequest, Send, self_signed_certificate
+from testsupport.fault_server import (
+    FaultServer,
+    Hang,
+    Pause,
+    ReadRequest,
+    Send,
+    http_answer,
+    self_signed_certificate,
+)
 from testsupport.faults import OK_ANSWER
 from testsupport.tracker import RawServer, RecordingTracker, read_request
 
@@ -109,6 +119,70 @@ def test_waiting_for_a_connection_is_within_the_deadline() -> None:
     for seconds, error in results:
         assert isinstance(error, TrackerTimeout)
         assert seconds < 0.6 + 0.25
+
+
+def test_a_held_slot_is_waited_for_within_the_deadline() -> None:
+    """A pool of 1, a 3 s call holding it: a (0.3, 0.3) call gives up within 0.65 s.
+
+    requests hands urllib3 no pool timeout, so urllib3 alone would wait for the slot as long
+    as the first call takes; the adapter's own slot is taken with the time left.
+    """
+    adapter = DeadlineAdapter(1)
+    answers: list[int] = []
+    with FaultServer(ReadRequest(), Pause(3.0), Send(OK_ANSWER)) as server:
+        holder = threading.Thread(
+            target=lambda: answers.append(
+                adapter.send(_prepared(server.url), timeout=(5.0, 5.0)).status_code
+            )
+        )
+        holder.start()
+        while not server.accepted:
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(NoFreeConnection):
+            adapter.send(_prepared(server.url), timeout=(0.3, 0.3))
+        waited = time.monotonic() - started
+        holder.join()
+    adapter.close()
+    assert waited < 0.65
+    assert answers == [200]
+    assert server.accepted == 1
+
+
+def _prepared(url: str) -> requests.PreparedRequest:
+    return requests.Request("POST", url, data=b"a=1").prepare()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        http_answer(b'{"error": "x"}', "404 Not Found"),
+        http_answer(b'{"error": "x"}', "500 Internal Server Error"),
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        http_answer(b"{}", "201 Created"),
+    ],
+    ids=["404", "500", "204", "201"],
+)
+def test_only_a_200_read_whole_leaves_its_connection_for_the_next_call(answer: bytes) -> None:
+    """Another status, kept alive by the tracker and framed right, still closes: whatever
+    follows it on that connection can reach no other call."""
+
+    replies = iter([answer, OK_ANSWER, OK_ANSWER])  # in turn, whatever the connection
+
+    def handle(conn: socket.socket) -> None:
+        while read_request(conn):
+            conn.sendall(next(replies))
+
+    server = RawServer(handle).start()
+    transport = Transport(server.url, timeout=(1, 2))
+    try:
+        assert transport.post(b"a=1", {}) == (int(answer[9:12]), b"")
+        assert transport.post(b"a=1", {}) == (200, _ANSWER_BODY)
+        assert transport.post(b"a=1", {}) == (200, _ANSWER_BODY)
+    finally:
+        transport.close()
+        server.stop()
+    assert server.accepted == 2  # the first answer's connection closed; the next kept
 
 
 def test_tls_with_the_configured_ca_bundle() -> None:
@@ -282,8 +356,9 @@ def test_a_calls_header_replaces_the_one_every_call_sends() -> None:
     requests_seen: list[bytes] = []
 
     def handle(conn: socket.socket) -> None:
-        requests_seen.append(read_request(conn))
-        conn.sendall(OK_ANSWER)
+        while request := read_request(conn):
+            requests_seen.append(request)
+            conn.sendall(OK_ANSWER)
 
     server = RawServer(handle).start()
     transport = Transport(server.url, timeout=(1, 2))
