@@ -88,8 +88,7 @@ def test_workers_forked_after_a_click_get_their_own_answers(source: str) -> None
         accepted = tracker.accepted
     # Exit code: how many of a worker's 100 clicks got another visit's answer (or failed),
     # plus 100 when the master's Session (given as it is) still held a pool in the worker,
-    # plus 150 when the
-    # factory made no Session in the worker.
+    # plus 150 when the factory made no Session in the worker.
     assert outcome["codes"] == [0] * WORKERS
     assert outcome["master"] == "own-again"  # the master's pool is untouched by the forks
     assert accepted == 2 + WORKERS
