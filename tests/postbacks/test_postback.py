@@ -430,3 +430,45 @@ def test_a_tracker_trickling_its_answer_cannot_hold_a_postback_past_the_deadline
     assert elapsed < 0.7 + 0.25 + 0.3  # the budget, with slack for a loaded machine
     assert KEY not in "".join(traceback.format_exception(caught.value))
     assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+#: urllib3's own line for each request it sent and got an answer to: it names the URL, key and
+#: all. Sites keep the ``urllib3`` logger at INFO in production (the deploying guide says so).
+URLLIB3_REQUEST_LINE = '%s://%s:%s "%s %s %s" %s %s'
+
+
+@pytest.mark.parametrize("kind", ["delivered", *FAILURES])
+def test_with_every_logger_at_debug_the_key_shows_in_urllib3s_request_line_alone(
+    make_client: ClientFactory,
+    receiver: PostbackReceiver,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    options = {} if kind == "delivered" else FAILURES[kind][0](receiver)
+    url = options.pop("url", receiver.url)
+    key = url.split("/")[-2]
+    caplog.set_level(logging.DEBUG)  # the root logger: every logger's records
+    client = make_client(url=url, outbox=None, **options)
+    raised: list[BaseException] = []
+    try:
+        client.postback("sub9", "sale", payout="5")
+    except PostbackError as exc:
+        raised.append(exc)
+    try:
+        deliver(url, Conversion.make("sub9", "lead"), timeout=options.get("timeout", (1.0, 1.0)))
+    except TrackerError as exc:
+        raised.append(exc)
+    receiver.ok()
+    assert len(raised) == (0 if kind == "delivered" else 2)
+    holding = [
+        (record.name, record.msg) for record in caplog.records if key in record.getMessage()
+    ]
+    assert {(name, msg) for name, msg in holding} <= {
+        ("urllib3.connectionpool", URLLIB3_REQUEST_LINE)
+    }
+    if kind in ("delivered", "5xx", "4xx", "wrong key (404)"):
+        assert holding  # the tracker answered: urllib3 logged its line
+    # No traceback of what was raised holds the key (each is raised without a cause that
+    # could: the lower errors' text names the URL).
+    for exc in raised:
+        assert key not in "".join(traceback.format_exception(exc))
