@@ -460,9 +460,7 @@ def test_with_every_logger_at_debug_the_key_shows_in_urllib3s_request_line_alone
         raised.append(exc)
     receiver.ok()
     assert len(raised) == (0 if kind == "delivered" else 2)
-    holding = [
-        (record.name, record.msg) for record in caplog.records if key in record.getMessage()
-    ]
+    holding = [(record.name, record.msg) for record in caplog.records if key in record.getMessage()]
     assert {(name, msg) for name, msg in holding} <= {
         ("urllib3.connectionpool", URLLIB3_REQUEST_LINE)
     }
