@@ -35,13 +35,12 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers, select_proxy
+from requests.utils import select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -72,7 +71,6 @@ class NoFreeConnection(requests.exceptions.ConnectTimeout):
     """No connection to the tracker came free within the call's deadline."""
 
 
-@dataclass(frozen=True)
 class Budget:
     """The time one call may take: at most ``connect`` s to connect, all of it by ``deadline``.
 
@@ -80,9 +78,12 @@ class Budget:
     its name, so the connection is made by name (after the name was resolved in time once).
     """
 
-    deadline: float
-    connect: float
-    by_name: bool = False
+    __slots__ = ("by_name", "connect", "deadline")
+
+    def __init__(self, deadline: float, connect: float, by_name: bool = False) -> None:
+        self.deadline = deadline
+        self.connect = connect
+        self.by_name = by_name
 
     @classmethod
     def start(cls, timeout: tuple[float, float], by_name: bool = False) -> Budget:
@@ -164,10 +165,11 @@ class _DeadlineReader(io.RawIOBase):
     """The socket under one answer: each read waits at most the time left, and at most
     :data:`MAX_ANSWER_BYTES` and :data:`WIRE_ALLOWANCE` are read, whatever the framing."""
 
-    def __init__(self, sock: socket.socket, budget: Budget) -> None:
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, budget: Budget) -> None:
         super().__init__()
-        # makefile keeps the socket open for this reader when the connection lets go of it.
-        self._raw = sock.makefile("rb", buffering=0)
+        # The socket's reader (a makefile's: it keeps the socket open for this reader when
+        # the connection lets go of it).
+        self._raw = raw
         self._socket = sock
         self._budget = budget
         self._left = MAX_ANSWER_BYTES + WIRE_ALLOWANCE
@@ -201,9 +203,9 @@ class DeadlineResponse(http.client.HTTPResponse):
         url: str | None = None,
     ) -> None:
         super().__init__(sock, debuglevel, method, url)
-        plain = self.fp
-        self.fp = io.BufferedReader(_DeadlineReader(sock, current_budget()))
-        plain.close()  # the base class's reader, never read; the socket stays open for ours
+        # The base class's buffered reader, never read yet, gives up its socket reader to ours.
+        raw = self.fp.detach()
+        self.fp = io.BufferedReader(_DeadlineReader(raw, sock, current_budget()))
 
     def begin(self) -> None:
         for _ in range(MAX_INTERIM_ANSWERS + 1):
@@ -330,9 +332,10 @@ class DeadlineAdapter(HTTPAdapter):
     """requests' adapter with one deadline for the whole call and ``pool_size`` slots.
 
     ``timeout`` is ``(connect, read)``: the call takes at most their sum, waiting for a slot
-    included. The answer of a ``200`` is read before :meth:`send` returns (``.content``);
-    another status is not read, and its connection is closed. No cookie of the answer is
-    kept.
+    included. The answer of a ``200`` is read before :meth:`send` returns, into urllib3's
+    ``response.raw.data`` (requests' ``content`` is not filled: one read instead of a stream of
+    10 KiB pieces); another status is not read, and its connection is closed. No cookie of
+    the answer is kept.
     """
 
     def __init__(self, pool_size: int) -> None:
@@ -379,12 +382,12 @@ class DeadlineAdapter(HTTPAdapter):
         return found
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
-        # requests' own, but that the answer's cookies are not taken into a jar: the package
-        # never keeps nor forwards a Set-Cookie of the tracker's HTTP answer.
+        # requests' own, but that the answer's cookies are not taken into a jar (the package
+        # never keeps nor forwards a Set-Cookie of the tracker's HTTP answer), and that no
+        # text encoding is looked for (the package reads the answer's bytes).
         response = requests.Response()
         response.status_code = resp.status
         response.headers = CaseInsensitiveDict(resp.headers)
-        response.encoding = get_encoding_from_headers(response.headers)
         response.raw = resp
         response.reason = resp.reason
         response.url = str(req.url)
@@ -446,12 +449,15 @@ class DeadlineAdapter(HTTPAdapter):
 
 
 def _settle(response: requests.Response) -> None:
-    """Read a ``200`` answer whole (its connection goes back to the pool); close any other."""
+    """Read a ``200`` answer whole into ``response.raw.data`` (its connection goes back to the
+    pool); close any other."""
     if response.status_code != 200:
         response.close()  # a 204 or an error is no Click API answer: nothing of it is kept
         return
     try:
-        content = response.content
+        # One read to the end of the framing, kept by urllib3 (``data``): requests' own
+        # ``content`` would read it in 10 KiB pieces through two generators.
+        content = response.raw.data
     except BaseException:
         response.close()
         raise

@@ -164,7 +164,7 @@ class Transport:
             )
             # The package's adapter has read and bounded the answer; another adapter's is
             # read here, bounded the same way.
-            answer = response.content if self._own else _read_bounded(response)
+            answer = response.raw.data if self._own else _read_bounded(response)
         except Exception as exc:
             raise _failure(exc) from exc
         return response.status_code, answer
@@ -174,9 +174,12 @@ class Transport:
         template = self._template
         if template is None:
             raise TrackerUnavailable("there is no tracker URL to call")
-        request = template.copy()
+        # Made from the template's parts: its copy() would copy an (empty) cookie jar too.
+        request = requests.PreparedRequest()
+        request.method = template.method
+        request.url = template.url
+        request.headers = fields = template.headers.copy()
         request.body = body
-        fields = request.headers
         fields["Content-Length"] = str(len(body))
         for name, value in headers.items():
             if REQUEST_LINE_BREAK.search(name) or REQUEST_LINE_BREAK.search(value):

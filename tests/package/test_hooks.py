@@ -219,7 +219,7 @@ def test_hook_server_hostname(adapter: DeadlineAdapter, tracker_name: Any) -> No
         port = server.url.rsplit(":", 1)[1]
         response = _send(adapter, f"https://{NAME}:{port}/", verify=cert)
     assert response.status_code == 200
-    assert response.content == OK_ANSWER.partition(b"\r\n\r\n")[2]
+    assert response.raw.data == OK_ANSWER.partition(b"\r\n\r\n")[2]
 
 
 def test_hook_proxy_is_tunneling() -> None:
@@ -248,7 +248,7 @@ def test_hook_begin(adapter: DeadlineAdapter) -> None:
     with FaultServer(ReadRequest(), Send(early), Send(OK_ANSWER)) as server:
         response = _send(adapter, server.url)
     assert response.status_code == 200
-    assert response.content == OK_ANSWER.partition(b"\r\n\r\n")[2]
+    assert response.raw.data == OK_ANSWER.partition(b"\r\n\r\n")[2]
     switching = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
     with (
         FaultServer(ReadRequest(), Send(switching)) as server,
