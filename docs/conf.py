@@ -73,6 +73,7 @@ nitpick_ignore = [
 # Names from other projects that appear in the package's signatures, linked to their
 # own docs. A name missing here makes ``sphinx-build -n`` fail, so it gets added.
 FLASK = "https://flask.palletsprojects.com/en/stable/api/"
+REQUESTS = "https://requests.readthedocs.io/en/latest/api/"
 WERKZEUG = "https://werkzeug.palletsprojects.com/en/stable/"
 external_links: dict[str, str] = {
     "flask.app.Flask": FLASK + "#flask.Flask",
@@ -90,6 +91,11 @@ external_links: dict[str, str] = {
     "werkzeug.datastructures.Headers": WERKZEUG + "datastructures/#werkzeug.datastructures.Headers",
     "requests.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
     "requests.sessions.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
+    "requests.adapters.HTTPAdapter": REQUESTS + "#requests.adapters.HTTPAdapter",
+    "requests.PreparedRequest": REQUESTS + "#requests.PreparedRequest",
+    "requests.models.PreparedRequest": REQUESTS + "#requests.PreparedRequest",
+    "requests.Response": REQUESTS + "#requests.Response",
+    "requests.models.Response": REQUESTS + "#requests.Response",
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.

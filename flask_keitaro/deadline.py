@@ -404,6 +404,13 @@ class DeadlineAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
+        """Send ``request`` within ``timeout``'s ``connect + read`` seconds, all of it.
+
+        A slot is taken with the time left, then requests' own ``send`` runs with the
+        deadline below it; a ``200``'s answer is read before the slot is given back.
+        ``stream`` is not looked at. Raises what requests' adapter raises,
+        :exc:`NoFreeConnection` when no slot came free in time, and :exc:`InvalidAnswer`.
+        """
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         by_name = False
         if proxies:
