@@ -150,9 +150,11 @@ class KeitaroExtension:
     ``cert`` and ``trust_env``, read once when the app is set up (and again in a forked
     child), and the adapter it has for the tracker's URL: when that is requests' stock
     ``HTTPAdapter``, the package's own adapter (with the whole-call deadline) takes its place;
-    any other adapter is used as it is. Its ``headers``, ``auth``, ``params``, ``hooks`` and
-    cookie jar are never used, no cookie of the tracker's HTTP answer is kept, and nothing is
-    mounted on it.
+    any other adapter is used as it is: it gets ``timeout=(connect, read)`` as requests gives
+    it to any adapter, so the whole-call deadline is its own to keep (a subclass of
+    :class:`~flask_keitaro.deadline.DeadlineAdapter` keeps it). Its ``headers``, ``auth``,
+    ``params``, ``hooks`` and cookie jar are never used, no cookie of the tracker's HTTP answer
+    is kept, and nothing is mounted on it.
     """
 
     #: The same as :func:`keitaro_campaign`.
