@@ -17,7 +17,6 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from . import signals
-from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
 from .client import ClickAPIClient
 from .config import KeitaroConfig, SendParams, validate_send_params
@@ -25,8 +24,8 @@ from .cookies import CookiePolicy, SetCookie, cookie_max_age
 from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
-from .replay import ReplayScope, to_response
-from .result import Click, ClickResult
+from .replay import Site, decide, finish_headers
+from .result import Click
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, is_prefetch
 
@@ -37,9 +36,6 @@ PerRequest = str | Callable[[Request], str | None]
 
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
-
-#: What every response the click touched says to shared caches (CDNs, proxies).
-NO_STORE = "private, no-store"
 
 
 @dataclass(frozen=True, repr=False)
@@ -180,13 +176,8 @@ class Outcome:
 
     def finish_headers(self, headers: Headers) -> None:
         """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
-        if not self.touched:
-            return
-        for cookie in self.cookies:
-            self.policy.set(headers, cookie)
-        # getlist, not "in": werkzeug answers "in" by raising and catching a KeyError.
-        if not headers.getlist("Cache-Control"):
-            headers.add("Cache-Control", NO_STORE)
+        if self.touched:
+            finish_headers(headers, self.cookies, self.policy)
 
 
 class Pipeline:
@@ -205,8 +196,10 @@ class Pipeline:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: Cookies named like these are never set from the tracker's ``cookies`` map.
-        self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
+        #: What replay must know of the site: the cookie names the tracker may never set.
+        self.site = Site(
+            frozenset((*self.private_cookies, config.uniqueness_cookie)), config.uniqueness_cookie
+        )
         #: The cookie attributes for a plain (False) and a secure (True) request.
         self._policies = {
             secure: CookiePolicy(
@@ -256,18 +249,16 @@ class Pipeline:
             return Outcome(Click.empty(), touched=False)
         config = self.config
         prefetch = is_prefetch(request)
-        policy = self._policy(request.is_secure)
+        policy = self._policies[request.is_secure]
         if prefetch and config.prefetch == "skip":
             return Outcome(Click.empty(), policy=policy)
 
         restore = route.option("restore", config)
         state = self._load_state(request, secret_keys) if restore else None
-        if restore:
-            restored = self._restore(token, request, state)
-            if restored is not None:
-                signals.click_restored.send(sender, click=restored)
-                cookies = self._state_cookies(prefetch, state)
-                return Outcome(restored, cookies=cookies, policy=policy)
+        restored = self._restore(token, request, state) if restore else None
+        if restored is not None:
+            signals.click_restored.send(sender, click=restored)
+            return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
 
         allowed, change = self.breaker.allow()
         _announce(change, sender)
@@ -285,14 +276,12 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            scope = ReplayScope(visitor.host, self.protected_cookies)
-            replayed = to_response(result, scope) if result.acted else None
+            decision = decide(result, visitor, self.site)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            elapsed = time.perf_counter() - started
             logger.warning("Keitaro click failed (%s): %s", error.kind, error)
             _announce(self.breaker.record(error), sender)
-            signals.click_failed.send(sender, error=error, elapsed=elapsed)
+            signals.click_failed.send(sender, error=error, elapsed=time.perf_counter() - started)
             return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
 
         _announce(self.breaker.record(None), sender)
@@ -301,26 +290,18 @@ class Pipeline:
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
-        tracker_cookies = self._tracker_cookies(result)
-        cookies = self._new_cookies(visitor, result, tracker_cookies)
-        outcome = Outcome(click, cookies=cookies, policy=policy)
-        if replayed is not None:
-            # The tracker's word on caching is not taken: its answer is this visitor's alone.
-            del replayed.headers["Cache-Control"]
+        outcome = Outcome(click, cookies=decision.cookies, policy=policy)
+        if decision.response is not None:
             click.acted = True
             if route.replay:
-                outcome.response = outcome.finish(replayed)
+                outcome.response = outcome.finish(decision.response)
             else:
-                click.response = replayed  # finished with the view's own response
+                click.response = decision.response  # finished with the view's own response
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
-            names = [name for name, _ in tracker_cookies if name != self.config.uniqueness_cookie]
-            state.put(token, result.info, cookie_max_age(result.cookies_ttl), cookies=names)
+            state.put(token, result.info, decision.max_age, cookies=decision.tracker_cookies)
             outcome.cookies += self._state_cookies(visitor.is_prefetch, state)
         return outcome
-
-    def _policy(self, is_secure: bool) -> CookiePolicy:
-        return self._policies[is_secure]
 
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
@@ -363,45 +344,6 @@ class Pipeline:
         if state is None or not state.changed or prefetch:
             return ()
         return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
-
-    def _tracker_cookies(self, result: ClickResult) -> list[tuple[str, str]]:
-        """The tracker's valid cookies and the uniqueness cookie, as name-value pairs."""
-        candidates = []
-        for name, value in result.cookies.items():
-            if name in self.protected_cookies:
-                logger.warning("Dropped a tracker cookie named like the site's own: %.40r", name)
-            else:
-                candidates.append((name, value))
-        if result.uniqueness_cookie:
-            candidates.append((self.config.uniqueness_cookie, result.uniqueness_cookie))
-        out = []
-        for name, value in candidates:
-            problem = cookie_problem(name, value)
-            if problem is not None:
-                logger.warning(
-                    "Dropped an invalid cookie from the tracker's answer: %.40r (%s)", name, problem
-                )
-            else:
-                out.append((name, value))
-        return out
-
-    @staticmethod
-    def _new_cookies(
-        visitor: Visitor, result: ClickResult, cookies: list[tuple[str, str]]
-    ) -> tuple[SetCookie, ...]:
-        """The tracker's ``cookies`` to set, for ``cookies_ttl`` hours.
-
-        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
-        visitor already holds with the same value is not set again.
-        """
-        if visitor.is_prefetch:
-            return ()
-        max_age = cookie_max_age(result.cookies_ttl)
-        return tuple(
-            SetCookie(name, value, max_age)
-            for name, value in cookies
-            if visitor.cookies.get(name) != value
-        )
 
 
 def _announce(change: BreakerChange | None, sender: Any) -> None:

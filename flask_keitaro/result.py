@@ -1,4 +1,4 @@
-"""ClickResult, ClickInfo and Click: the tracker's JSON answer, parsed and validated."""
+"""ClickResult, ClickInfo and Click: the tracker's JSON answer, parsed and type-checked."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlencode
 
-from .bounds import answer_headers, final_status, log_dropped, value_problem
 from .conversion import Conversion, click_postback_method
 from .errors import InvalidTrackerResponse
 
@@ -138,17 +137,19 @@ class ClickInfo:
 
 @dataclass(frozen=True)
 class ClickResult:
-    """A validated Click API v3 answer; ``acted`` tells whether the tracker decided."""
+    """A Click API v3 answer, parsed and type-checked: each field as the tracker sent it.
 
-    #: The ``status`` field when it is a final status (200-599); any other is left out.
+    What of it may reach a visitor, and whether the tracker acted, is decided by
+    :func:`flask_keitaro.replay.decide`.
+    """
+
+    #: The ``status`` field (an integer, or ``None`` when absent).
     status: int | None = None
-    #: The ``headers`` a visitor may get, as ``(name, value)`` pairs: status lines and what
-    #: breaks a bound left out, the ``Location`` made a URI.
-    headers: tuple[tuple[str, str], ...] = ()
-    #: The status set by an ``HTTP/1.1 404 Not Found`` style line inside ``headers``.
-    header_status: int | None = None
+    #: The ``headers`` lines, as the tracker sent them.
+    headers: tuple[str, ...] = ()
+    #: The ``body``, base64-decoded when ``contentType`` names an image or a PDF.
     body: bytes = b""
-    #: The ``contentType`` field; ``None`` when absent or not a valid header value.
+    #: The ``contentType`` field.
     content_type: str | None = None
     uniqueness_cookie: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
@@ -161,26 +162,16 @@ class ClickResult:
 
     @classmethod
     def parse(cls, data: object) -> ClickResult:
-        """Validate the decoded JSON of an answer; raise ``InvalidTrackerResponse`` if bad."""
+        """Type-check the decoded JSON of an answer; raise ``InvalidTrackerResponse`` if bad."""
         if not isinstance(data, dict):
             raise _bad("(answer)", data, "a JSON object")
-        notes: list[str] = []
-        status = _opt_int(data, "status")
-        if status is not None and final_status(status) is None:
-            notes.append(f"status {str(status)[:12]} (not a final status 200-599)")
-            status = None
-
         headers = data.get("headers")
         if headers is None or headers == {}:
             headers = []
         if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
             raise _bad("headers", headers, "a list of strings")
-        pairs, header_status = answer_headers(headers, notes)
 
         content_type = _opt_str(data, "contentType")
-        if content_type is not None and value_problem(content_type):
-            notes.append(f"contentType ({value_problem(content_type)})")
-            content_type = None
         body_text = data.get("body")
         if body_text is not None and not isinstance(body_text, str):
             raise _bad("body", body_text, "a string")
@@ -210,11 +201,9 @@ class ClickResult:
         if not isinstance(log, list) or not all(isinstance(line, str) for line in log):
             raise _bad("log", log, "a list of strings")
 
-        log_dropped(notes)
         return cls(
-            status=status,
-            headers=pairs,
-            header_status=header_status,
+            status=_opt_int(data, "status"),
+            headers=tuple(headers),
             body=body,
             content_type=content_type,
             uniqueness_cookie=_opt_str(data, "uniqueness_cookie") or None,
@@ -224,30 +213,6 @@ class ClickResult:
             info=ClickInfo.parse(_object(data, "info")),
             raw=data,
         )
-
-    @property
-    def location(self) -> str | None:
-        """The value of the first ``Location`` header, if the tracker sent one."""
-        for name, value in self.headers:
-            if name.lower() == "location" and value:
-                return value
-        return None
-
-    @property
-    def effective_status(self) -> int:
-        """The status the visitor gets when the tracker acted."""
-        status = self.header_status or self.status
-        if self.location is not None and (status is None or status < 300):
-            return 302
-        return status or 200
-
-    @property
-    def acted(self) -> bool:
-        """True when the tracker decided what the visitor gets (the view must not run)."""
-        if self.body or self.location is not None:
-            return True
-        status = self.header_status or self.status
-        return status is not None and status >= 300
 
 
 class Click:
