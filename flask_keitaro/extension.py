@@ -22,6 +22,7 @@ from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
 from .cli import keitaro_cli
+from .click import Click
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .conversion import Conversion, postback_method
@@ -29,7 +30,6 @@ from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
 from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
-from .result import Click
 from .state import SecretKeys
 
 logger = logging.getLogger("flask_keitaro")
@@ -103,8 +103,9 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
-            outcome = state.pipeline.run(route, req, sender=app, secret_keys=_secret_keys(app))
-            outcome.click.reporter = state.report_click
+            outcome = state.pipeline.run(
+                route, req, sender=app, secret_keys=_secret_keys(app), reporter=state.report_click
+            )
             app_g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
                 raise ServiceUnavailable()

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 from werkzeug.datastructures import Headers
@@ -18,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import signals
 from .breaker import BreakerChange, CircuitBreaker
+from .click import Click, Reporter
 from .client import ClickAPIClient
 from .config import KeitaroConfig, SendParams, validate_send_params
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
@@ -25,7 +27,6 @@ from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hin
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
 from .replay import Site, decide, finish_headers
-from .result import Click
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, is_prefetch
 
@@ -238,24 +239,26 @@ class Pipeline:
         *,
         sender: Any,
         secret_keys: SecretKeys = (),
+        reporter: Reporter | None = None,
     ) -> Outcome:
         """Decide the click of ``request`` on ``route``: one straight line, one outcome.
 
         ``sender`` is what signals are sent with (the Flask app, or the middleware);
-        ``secret_keys`` sign the state cookie (none: no state).
+        ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
+        click's ``postback`` reports through (the door's own).
         """
         token = None if request.method == "OPTIONS" else route.token_for(request)
         if token is None or not self.config.enabled:
-            return Outcome(Click.empty(), touched=False)
+            return Outcome(Click.empty(reporter), touched=False)
         config = self.config
         prefetch = is_prefetch(request)
         policy = self._policies[request.is_secure]
         if prefetch and config.prefetch == "skip":
-            return Outcome(Click.empty(), policy=policy)
+            return Outcome(Click.empty(reporter), policy=policy)
 
         restore = route.option("restore", config)
         state = self._load_state(request, secret_keys) if restore else None
-        restored = self._restore(token, request, state) if restore else None
+        restored = self._restore(token, request, state, reporter) if restore else None
         if restored is not None:
             signals.click_restored.send(sender, click=restored)
             return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
@@ -264,9 +267,7 @@ class Pipeline:
         _announce(change, sender)
         if not allowed:
             skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
-            logger.debug("Keitaro click skipped (%s)", skipped.kind)
-            signals.click_failed.send(sender, error=skipped, elapsed=0.0)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(skipped, None, sender, reporter, policy)
         # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
         visitor = Visitor.from_request(
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
@@ -279,24 +280,27 @@ class Pipeline:
             decision = decide(result, visitor, self.site)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
-            _announce(self.breaker.record(error), sender)
-            signals.click_failed.send(sender, error=error, elapsed=time.perf_counter() - started)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(error, started, sender, reporter, policy)
 
         _announce(self.breaker.record(None), sender)
-        click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
+        click = Click(
+            result.info,
+            tracker_url=config.tracker_url,
+            log=result.log,
+            raw=result.raw,
+            acted=decision.acted,
+            # replay=False: the view gets the tracker's answer; its own response is finished.
+            response=None if route.replay else decision.response,
+            reporter=reporter,
+        )
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
         outcome = Outcome(click, cookies=decision.cookies, policy=policy)
         if decision.response is not None:
-            click.acted = True
             if route.replay:
                 outcome.response = outcome.finish(decision.response)
-            else:
-                click.response = decision.response  # finished with the view's own response
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
             state.put(token, result.info, decision.max_age, cookies=decision.tracker_cookies)
@@ -319,7 +323,33 @@ class Pipeline:
             return self.forwarding
         return replace(self.forwarding, tracker_cookies=names)
 
-    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
+    def _failed(
+        self,
+        error: TrackerError,
+        started: float | None,
+        sender: Any,
+        reporter: Reporter | None,
+        policy: CookiePolicy,
+    ) -> Outcome:
+        """No click: ``error`` is logged and signalled, and the fail mode decides.
+
+        ``started`` is when the failed call began (``None``: the breaker stopped it). The
+        outcome is the view with an empty click (``"open"``) or a 503 (``"closed"``).
+        """
+        elapsed = 0.0
+        if started is None:
+            logger.debug("Keitaro click skipped (%s)", error.kind)
+        else:
+            elapsed = time.perf_counter() - started
+            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
+            _announce(self.breaker.record(error), sender)
+        signals.click_failed.send(sender, error=error, elapsed=elapsed)
+        unavailable = self.config.fail_mode == "closed"
+        return Outcome(Click.empty(reporter), unavailable=unavailable, policy=policy)
+
+    def _restore(
+        self, token: str, request: Request, state: ClickState | None, reporter: Reporter | None
+    ) -> Click | None:
         """A click restored from the state cookie, or from a ``?_subid=&_token=`` link.
 
         A real click in the state is never replaced by a link (a crafted link must not credit
@@ -328,16 +358,17 @@ class Pipeline:
         request only. ``Click.restored`` says where the click came from: ``"state"`` for a
         click the tracker made, ``"link"`` for one a link gave (now, or kept in the state).
         """
+        made = partial(Click, tracker_url=self.config.tracker_url, reporter=reporter)
         stored = state.find(token) if state is not None else None
         if stored is not None and not stored.from_link:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="state")
+            return made(stored.info, restored="state")
         link = info_from_query(request.args) if self.config.restore_from_query else None
         if link is not None:
             if state is not None:
                 state.put(token, link, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
-            return Click(link, tracker_url=self.config.tracker_url, restored="link")
+            return made(link, restored="link")
         if stored is not None:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="link")
+            return made(stored.info, restored="link")
         return None
 
     def _state_cookies(self, prefetch: bool, state: ClickState | None) -> tuple[SetCookie, ...]:

@@ -1,4 +1,4 @@
-"""ClickResult, ClickInfo and Click: the tracker's JSON answer, parsed and type-checked."""
+"""ClickResult and ClickInfo: the tracker's JSON answer, parsed and type-checked."""
 
 from __future__ import annotations
 
@@ -6,23 +6,12 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
-from urllib.parse import urlencode
+from typing import Any, TypeGuard
 
-from .conversion import Conversion, click_postback_method
 from .errors import InvalidTrackerResponse
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from werkzeug.wrappers import Response
-
-    from .postback import PostbackResult
-
+#: The levels at which the tracker tells whether a visitor is unique.
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
-
-#: Where a click made without a call came from: the state cookie, or a link.
-Restored = Literal["state", "link"]
 
 
 def _bad(field_name: str, value: object, expected: str) -> InvalidTrackerResponse:
@@ -213,135 +202,3 @@ class ClickResult:
             info=ClickInfo.parse(_object(data, "info")),
             raw=data,
         )
-
-
-class Click:
-    """The object behind ``current_click``: a click's data, and an offer link maker.
-
-    It is falsy when there is no click (the tracker could not be reached and the
-    fail mode is ``"open"``, or a prefetch was skipped); its fields are then ``None`` or empty.
-    """
-
-    def __init__(
-        self,
-        info: ClickInfo | None = None,
-        *,
-        tracker_url: str = "",
-        log: tuple[str, ...] = (),
-        raw: Mapping[str, Any] | None = None,
-        restored: Restored | None = None,
-    ) -> None:
-        self._info = info
-        self._tracker_url = tracker_url
-        self._log = log
-        self._raw = dict(raw or {})
-        #: ``None`` for a click made now; else where it came from, without a call:
-        #: ``"state"`` (a click the tracker made, kept in the state cookie) or ``"link"`` (a
-        #: ``?_subid=&_token=`` link gave it, now or on an earlier visit: the tracker's
-        #: filters did not see it). Truthy exactly when restored, as the old ``True`` was.
-        self.restored = restored
-        #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
-        self.acted = False
-        #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
-        self.response: Response | None = None
-        #: What :meth:`postback` reports through: set by the extension and the middleware.
-        self.reporter: Callable[..., PostbackResult] | None = None
-
-    @classmethod
-    def empty(cls) -> Click:
-        """A click that did not happen."""
-        return cls(None)
-
-    @property
-    def info(self) -> ClickInfo | None:
-        """The parsed ``info`` object, or ``None`` for an empty click."""
-        return self._info
-
-    def __bool__(self) -> bool:
-        return self._info is not None
-
-    def __repr__(self) -> str:
-        if self._info is None:
-            return "<Click empty>"
-        return f"<Click sub_id={self.sub_id!r} campaign_id={self.campaign_id!r}>"
-
-    @property
-    def sub_id(self) -> str | None:
-        """The click's unique id (``info.sub_id``)."""
-        return self._info.sub_id if self._info else None
-
-    @property
-    def token(self) -> str | None:
-        """The offer token (``info.token``) that offer links are made of."""
-        return self._info.token if self._info else None
-
-    @property
-    def campaign_id(self) -> int | None:
-        """The campaign the click went through."""
-        return self._info.campaign_id if self._info else None
-
-    @property
-    def stream_id(self) -> int | None:
-        """The stream (flow) the tracker chose."""
-        return self._info.stream_id if self._info else None
-
-    @property
-    def landing_id(self) -> int | None:
-        """The landing the tracker chose, if any."""
-        return self._info.landing_id if self._info else None
-
-    @property
-    def offer_ids(self) -> list[int]:
-        """The offers of the chosen stream (empty when none)."""
-        return list(self._info.offer_ids) if self._info else []
-
-    @property
-    def is_bot(self) -> bool | None:
-        """Whether the tracker took the visitor for a bot (``None`` when unknown)."""
-        return self._info.is_bot if self._info else None
-
-    def is_unique(self, level: str = "campaign") -> bool | None:
-        """Whether the visitor is unique at ``level``: ``campaign``, ``stream`` or ``global``."""
-        if level not in UNIQUENESS_LEVELS:
-            raise ValueError(f"level must be one of {', '.join(UNIQUENESS_LEVELS)}, not {level!r}")
-        return self._info.uniqueness.get(level) if self._info else None
-
-    @property
-    def log(self) -> list[str]:
-        """The tracker's processing log lines (with ``log=1``)."""
-        return list(self._log)
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        """The parsed JSON answer, as the tracker sent it."""
-        return self._raw
-
-    @click_postback_method(Conversion.make)
-    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
-        """Report a conversion of this click: :meth:`KeitaroExtension.postback
-        <flask_keitaro.KeitaroExtension.postback>` with this click's ``sub_id``.
-
-        On a click that did not happen (the tracker was down) nothing is sent: the result
-        says ``skipped`` and the log says why.
-        """
-        if self.reporter is None:
-            raise RuntimeError(
-                "This click cannot send postbacks: only the click of a request that the"
-                " extension or the middleware handled can."
-            )
-        return self.reporter(self.sub_id, *args, **kwargs)
-
-    def offer_url(self, **params: Any) -> str | None:
-        """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.
-
-        ``params`` never replace ``_lp`` or ``_token``; ``None`` values are left out.
-        """
-        token = self.token
-        if not token or not self._tracker_url:
-            return None
-        query: list[tuple[str, str]] = [("_lp", "1"), ("_token", token)]
-        for name, value in params.items():
-            if name in ("_lp", "_token") or value is None:
-                continue
-            query.append((name, str(value)))
-        return f"{self._tracker_url}/?{urlencode(query)}"
