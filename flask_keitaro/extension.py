@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, after_this_request, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
@@ -108,6 +108,8 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
             )
             app_g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
+                # Finished as every touched response is, the app's errorhandler(503) page too.
+                after_this_request(outcome.finish)
                 raise ServiceUnavailable()
             if outcome.response is not None:
                 return outcome.response

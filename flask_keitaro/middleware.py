@@ -117,7 +117,8 @@ class KeitaroMiddleware:
             reporter=self._report_click,
         )
         if outcome.unavailable:
-            return ServiceUnavailable()(environ, start_response)
+            unavailable = outcome.finish(ServiceUnavailable().get_response(environ))
+            return unavailable(environ, start_response)
         if outcome.response is not None:
             return outcome.response(environ, start_response)
         environ[ENVIRON_KEY] = outcome.click
