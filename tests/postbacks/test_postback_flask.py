@@ -187,6 +187,33 @@ def test_switched_off_nothing_is_stored_or_sent_but_arguments_are_checked(
     assert not Path(outbox).exists()
 
 
+def test_a_conversion_that_cannot_be_encoded_is_refused_before_it_is_stored(
+    make_app: AppFactory, receiver: PostbackReceiver, outbox: str
+) -> None:
+    app = make_app(KEITARO_POSTBACK_URL=receiver.url, KEITARO_POSTBACK_OUTBOX=outbox)
+    keitaro: KeitaroExtension = app.extensions["keitaro"].extension
+    refused: list[str] = []
+
+    @app.route("/order")
+    @keitaro_campaign(TOKEN)
+    def order() -> str:
+        try:
+            current_click.postback("sale", tid="order-\ud800")
+        except ValueError as exc:
+            refused.append(str(exc))
+        return "thanks"
+
+    with app.app_context():
+        with pytest.raises(ValueError, match=r"^tid: .* is not valid Unicode text$"):
+            keitaro.postback("s-1", "sale", tid="\ud800")
+        with pytest.raises(ValueError, match=r"^sub_ids\['sub_id_1'\]: .* not valid Unicode"):
+            keitaro.postback("s-1", "lead", sub_ids={"sub_id_1": "\udfff"})
+    assert app.test_client().get("/order").text == "thanks"
+    assert refused == ["tid: 'order-\\ud800' is not valid Unicode text"]
+    assert receiver.received == []
+    assert not Path(outbox).exists()
+
+
 def test_a_click_that_did_not_happen_skips_its_postback_and_the_page_still_shows(
     make_app: AppFactory,
     tracker: RecordingTracker,
