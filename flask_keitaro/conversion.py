@@ -31,9 +31,9 @@ MAX_PARAMS = 50
 MAX_AMOUNT = Decimal(10) ** 12
 AMOUNT_PLACES = 8
 
-# The postback's own fields, and Keitaro's status maps (which would change what ``status``
-# means): none of them may be given through ``params``.
-RESERVED_FIELDS = frozenset(
+#: The postback's own fields, and Keitaro's status maps (which would change what ``status``
+#: means): none of them may be given through ``params``.
+POSTBACK_FIELDS = frozenset(
     {
         "subid",
         "sub_id",
@@ -153,7 +153,7 @@ def _params(value: object) -> tuple[tuple[str, str], ...]:
     for name, given in _pairs("params", value):
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             raise ValueError(f"params: {_shown(name)} is not 1-64 of A-Z a-z 0-9 _ -")
-        if name in RESERVED_FIELDS:
+        if name in POSTBACK_FIELDS:
             hint = " (use sub_ids)" if name in SUB_ID_FIELDS else " (use the argument)"
             raise ValueError(f"params: {name!r} is one of the postback's own fields{hint}")
         if given is not None:
