@@ -1,4 +1,12 @@
-"""The ``flask keitaro`` command group."""
+"""The ``flask keitaro`` command group.
+
+It is registered once, by the package's ``flask.commands`` entry point, not by
+``init_app``: the ``flask`` command then has it for every app, and without one —
+``flask keitaro emulator`` needs no app at all. For an app without the extension, ``check``
+and ``postbacks`` say so and exit 1. A test invokes the group itself:
+``app.test_cli_runner().invoke(keitaro_cli, ["check", TOKEN])`` (the runner's default is the
+app's own ``app.cli``, which holds only the commands an app adds itself).
+"""
 
 from __future__ import annotations
 
