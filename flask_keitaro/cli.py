@@ -99,13 +99,13 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
 @click.option(
     "--config",
     "config_path",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Campaigns TOML file.",
+    help="Campaigns TOML file (default: the built-in test campaign).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8099, show_default=True, type=int, help="Port (0: any free one).")
-def emulator_command(config_path: str, host: str, port: int) -> None:
+def emulator_command(config_path: str | None, host: str, port: int) -> None:
     """Run the local Click API v3 emulator (exits 2 on a wrong config)."""
     # Imported here so `flask --help` does not load the emulator.
     from .emulator.server import serve
