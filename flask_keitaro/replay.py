@@ -315,7 +315,7 @@ class Site:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """What the tracker's answer gives one visitor: :func:`decide`'s result."""
 
     #: The response the tracker decided on, its caching left to the finishing step; ``None``
@@ -334,7 +334,7 @@ class Decision:
         return self.response is not None
 
 
-def decide(result: ClickResult, visitor: Visitor, site: Site) -> Decision:
+def decide(result: ClickResult, visitor: Visitor, site: Site) -> Verdict:
     """What the visitor gets of ``result``: the response to send (or none) and the cookies.
 
     Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for an answer that cannot be
@@ -348,11 +348,11 @@ def decide(result: ClickResult, visitor: Visitor, site: Site) -> Decision:
     max_age = cookie_max_age(result.cookies_ttl)
     names = tuple(name for name, _ in cookies if name != site.uniqueness_cookie)
     if visitor.is_prefetch:  # a link preview must not use up the visitor's uniqueness
-        return Decision(response, (), names, max_age)
+        return Verdict(response, (), names, max_age)
     # A cookie the visitor already holds with the same value needs no second Set-Cookie.
     held = visitor.cookies
     to_set = tuple(SetCookie(n, v, max_age) for n, v in cookies if held.get(n) != v)
-    return Decision(response, to_set, names, max_age)
+    return Verdict(response, to_set, names, max_age)
 
 
 def finish_headers(headers: Headers, cookies: Iterable[SetCookie], policy: CookiePolicy) -> None:
