@@ -240,10 +240,6 @@ class Pipeline:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: What replay must know of the site: the cookie names the tracker may never set.
-        self.site = Site(
-            frozenset((*self.private_cookies, config.uniqueness_cookie)), config.uniqueness_cookie
-        )
         #: The cookie attributes for a plain (False) and a secure (True) request.
         self._policies = {
             secure: CookiePolicy(
@@ -258,6 +254,8 @@ class Pipeline:
             private_headers=config.private_headers,
             forward_cookies=config.forward_cookies,
         )
+        #: What replay must know of the site: the same private-data rule, the other way.
+        self.site = Site(self.forwarding, config.uniqueness_cookie)
 
     @classmethod
     def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
