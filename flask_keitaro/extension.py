@@ -87,8 +87,9 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     Takes the campaign token and the route options of :class:`~flask_keitaro.pipeline.Route`;
     an option left ``None`` takes the app's config. When the tracker decides (a redirect, a
     page, a 404) the visitor gets its answer and the view does not run; otherwise the view
-    runs with :data:`current_click` set. Sync and ``async`` views work; ``OPTIONS`` requests
-    pass through without a click; stacked decorators click once.
+    runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
+    passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
+    stacked decorators click once.
     """
     route = Route(*args, **kwargs)
 
