@@ -80,7 +80,7 @@ EXIT_CONFIG_ERROR = 2
 def serve(config: str, host: str = "127.0.0.1", port: int = 8099) -> int:
     """Load ``config``, serve until interrupted; the exit status (2 for a wrong config)."""
     try:
-        app = create_app(config)
+        app = create_app(config, listen_host=host)
     except EmulatorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
