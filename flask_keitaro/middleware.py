@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
-from .config import OPTIONS, KeitaroConfig
+from .config import OPTIONS, KeitaroConfig, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
@@ -59,12 +59,11 @@ def normal_path(path: str, *, trailing_slash: bool = True, fold_case: bool = Fal
 
 
 def _route(path: str, spec: CampaignSpec) -> Route:
-    if isinstance(spec, Mapping):
-        try:
-            return Route(**spec)
-        except TypeError as exc:
-            raise ConfigurationError("campaigns", path, f"bad route options ({exc})") from None
-    return Route(spec)
+    """The route of ``path``; a bad option raises naming the path, the option and its value."""
+    try:
+        return Route(**spec) if isinstance(spec, Mapping) else Route(spec)
+    except (TypeError, ConfigurationError) as exc:  # TypeError: an unknown or missing option
+        raise ConfigurationError("campaigns", path, f"bad route options ({exc})") from exc
 
 
 class KeitaroMiddleware:
@@ -72,8 +71,11 @@ class KeitaroMiddleware:
 
     ``campaigns`` maps a path — exact, or a prefix ending in ``*`` — to a campaign token, a
     callable taking the request, or a dict of route options
-    (``{"/": "TOKEN", "/go": {"token": "T2", "force_redirect_offer": True}}``). ``options``
-    are the config keys in lower case without ``KEITARO_``, validated as ``init_app`` does.
+    (``{"/": "TOKEN", "/go": {"token": "T2", "force_redirect_offer": True}}``); route
+    options are checked as :class:`~flask_keitaro.Route` checks them, and a bad one raises
+    :exc:`~flask_keitaro.ConfigurationError` naming the path, the option and the value.
+    ``options`` are the config keys in lower case without ``KEITARO_``, validated as
+    ``init_app`` does.
     ``secret_key`` signs the click state cookie (no state without it).
 
     Paths are compared as :func:`~flask_keitaro.middleware.normal_path` gives them, so that
@@ -107,6 +109,8 @@ class KeitaroMiddleware:
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
+        validate_bool("ignore_trailing_slash", ignore_trailing_slash)
+        validate_bool("ignore_case", ignore_case)
         config = {OPTIONS[name]: value for name, value in options.items()}
         config[OPTIONS["tracker_url"]] = tracker_url
         self.app = app
@@ -115,12 +119,6 @@ class KeitaroMiddleware:
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self)
         self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
-        for name, flag in (
-            ("ignore_trailing_slash", ignore_trailing_slash),
-            ("ignore_case", ignore_case),
-        ):
-            if not isinstance(flag, bool):
-                raise ConfigurationError(name, flag, "must be True or False")
         self._slash = not ignore_trailing_slash
         self._fold = ignore_case
         self._exact: dict[str, Route] = {}

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .config import ConfigSource, EmulatorConfig, EmulatorConfigError, load_config
-from .conversions import PostbackError
+from .conversions import InvalidPostback
 from .engine import ClickEngine
 from .guard import host_names, is_cross_site, is_known_host
 from .store import ClickStore
@@ -162,7 +162,7 @@ def create_app(
             return jsonify(error="Not Found"), 404
         try:
             outcome = state.engine.postback(params())
-        except PostbackError as exc:
+        except InvalidPostback as exc:
             return jsonify(error=str(exc)), 400
         if outcome.answer is not None:
             return Response(outcome.answer, mimetype="text/plain")
