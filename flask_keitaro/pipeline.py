@@ -41,9 +41,9 @@ from .errors import (
 )
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
-from .replay import Site, decide, finish_headers
+from .replay import ReplayScope, decide, finish_headers
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
-from .visitor import Visitor, is_prefetch
+from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -185,7 +185,7 @@ class Route:
             keyword=keyword,
             send_params=self.option("send_params", config),
             log=self.option("log", config),
-            referrer=request.url if self.referrer == CURRENT_PAGE else self.referrer,
+            referrer=current_url(request) if self.referrer == CURRENT_PAGE else self.referrer,
             params=tuple(params),
             forwarding=forwarding or Forwarding(),
         )
@@ -205,7 +205,7 @@ class Outcome:
     unavailable: bool = False
     cookies: tuple[SetCookie, ...] = ()
     policy: CookiePolicy = field(default_factory=CookiePolicy)
-    #: False when the request was let through untouched (``OPTIONS``).
+    #: False when the request was let through untouched (a CORS preflight, no token).
     touched: bool = True
 
     def finish(self, response: Response) -> Response:
@@ -255,7 +255,7 @@ class Pipeline:
             forward_cookies=config.forward_cookies,
         )
         #: What replay must know of the site: the same private-data rule, the other way.
-        self.site = Site(self.forwarding, config.uniqueness_cookie)
+        self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
 
     @classmethod
     def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
@@ -288,7 +288,7 @@ class Pipeline:
         ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
         click's ``postback`` reports through (the door's own).
         """
-        token = None if request.method == "OPTIONS" else route.token_for(request)
+        token = None if is_cors_preflight(request) else route.token_for(request)
         if token is None or not self.config.enabled:
             return Outcome(Click.empty(reporter), touched=False)
         config = self.config
@@ -318,7 +318,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            verdict = decide(result, visitor, self.site)
+            verdict = decide(result, visitor, self.replay_scope)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
             return self._failed(error, started, sender, reporter, policy)

@@ -305,7 +305,7 @@ def bounded(result: ClickResult) -> Answer:
 
 
 @dataclass(frozen=True)
-class Site:
+class ReplayScope:
     """What replay must know of the site.
 
     :param forwarding: the private-data rule (the app's session and state cookies among its
@@ -367,19 +367,19 @@ class Verdict:
         return self.response is not None
 
 
-def decide(result: ClickResult, visitor: Visitor, site: Site) -> Verdict:
+def decide(result: ClickResult, visitor: Visitor, scope: ReplayScope) -> Verdict:
     """What the visitor gets of ``result``: the response to send (or none) and the cookies.
 
     Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for an answer that cannot be
-    used (see :func:`bounded`).
+    used: a refused ``Location``, or a ``sub_id`` holding a lone surrogate.
     """
     answer = bounded(result)
     notes = list(answer.notes)
-    response = _response(answer, site, visitor.host, notes) if answer.acted else None
-    cookies = _tracker_cookies(result, site, notes)
+    response = _response(answer, scope, visitor.host, notes) if answer.acted else None
+    cookies = _tracker_cookies(result, scope, notes)
     log_dropped(notes)
     max_age = cookie_max_age(result.cookies_ttl)
-    names = tuple(name for name, _ in cookies if name != site.uniqueness_cookie)
+    names = tuple(name for name, _ in cookies if name != scope.uniqueness_cookie)
     if visitor.is_prefetch:  # a link preview must not use up the visitor's uniqueness
         return Verdict(response, (), names, max_age)
     # A cookie the visitor already holds with the same value needs no second Set-Cookie.
@@ -401,7 +401,7 @@ def finish_headers(headers: Headers, cookies: Iterable[SetCookie], policy: Cooki
         headers.add("Cache-Control", NO_STORE)
 
 
-def _response(answer: Answer, site: Site, host: str, notes: list[str]) -> Response:
+def _response(answer: Answer, scope: ReplayScope, host: str, notes: list[str]) -> Response:
     """The response the tracker decided on: its status, replayable headers, content type, body."""
     response = Response(answer.body, status=answer.effective_status)
     has_type = False
@@ -411,7 +411,7 @@ def _response(answer: Answer, site: Site, host: str, notes: list[str]) -> Respon
         if lower in _NOT_REPLAYED or lower.startswith("proxy-"):
             continue
         if lower == "set-cookie":
-            problem = site.set_cookie_problem(value, host)
+            problem = scope.set_cookie_problem(value, host)
             if problem is not None:
                 notes.append(f"Set-Cookie {problem}")
                 continue
@@ -431,7 +431,9 @@ def _response(answer: Answer, site: Site, host: str, notes: list[str]) -> Respon
     return response
 
 
-def _tracker_cookies(result: ClickResult, site: Site, notes: list[str]) -> list[tuple[str, str]]:
+def _tracker_cookies(
+    result: ClickResult, scope: ReplayScope, notes: list[str]
+) -> list[tuple[str, str]]:
     """The tracker's valid cookies and the uniqueness cookie, as name-value pairs.
 
     At most :data:`MAX_ANSWER_COOKIES` of the ``cookies`` map, the rest named in ``notes``.
@@ -441,14 +443,14 @@ def _tracker_cookies(result: ClickResult, site: Site, notes: list[str]) -> list[
     if extra > 0:
         notes.append(f"{extra} cookies past the first {MAX_ANSWER_COOKIES}")
     for name, value in islice(result.cookies.items(), MAX_ANSWER_COOKIES):
-        refused = site.refuses_cookie(name)
+        refused = scope.refuses_cookie(name)
         if refused is not None:
             logger.warning("Dropped a tracker cookie of the site's own: %.40r (%s)", name, refused)
         else:
             candidates.append((name, value))
     # The site's own name for it, which only a name the site lists as private holds back.
-    unique = site.uniqueness_cookie
-    if result.uniqueness_cookie and unique.lower() not in site.forwarding.private_cookies:
+    unique = scope.uniqueness_cookie
+    if result.uniqueness_cookie and unique.lower() not in scope.forwarding.private_cookies:
         candidates.append((unique, result.uniqueness_cookie))
     out = []
     for name, value in candidates:

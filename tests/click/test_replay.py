@@ -10,7 +10,7 @@ import pytest
 
 from flask_keitaro import Click, ClickInfo, ClickResult, Visitor, current_click, keitaro_campaign
 from flask_keitaro.forwarding import Forwarding
-from flask_keitaro.replay import Site, bounded, decide
+from flask_keitaro.replay import ReplayScope, bounded, decide
 from tests.support import AppFactory
 from testsupport.tracker import RecordingTracker, do_nothing
 
@@ -325,7 +325,7 @@ def test_the_answer_is_parsed_as_sent_and_bounded_by_replay_alone() -> None:
     answer = bounded(result)
     assert (answer.status, answer.header_status, answer.content_type) == (None, None, None)
     assert answer.headers == (("Location", "/next"), ("Cache-Control", "public"))
-    site = Site(Forwarding.of(private_cookies=["session"]), "_kuc")
+    site = ReplayScope(Forwarding.of(private_cookies=["session"]), "_kuc")
     visitor = Visitor(ip="203.0.113.7", host="site.example", cookies={"_kuc": "U"})
     verdict = decide(result, visitor, site)
     assert verdict.response is not None and verdict.response.status_code == 302
