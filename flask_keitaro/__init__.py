@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .click import Click
 from .client import ClickAPIClient
 from .errors import (
     BreakerOpen,
@@ -21,7 +22,7 @@ from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
 from .postback import Conversion, PostbackClient, PostbackResult
-from .result import Click, ClickInfo, ClickResult
+from .result import ClickInfo, ClickResult
 from .signals import (
     breaker_changed,
     click_failed,

@@ -21,11 +21,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ._version import __version__
-from .bounds import DEFAULT_CONTENT_TYPE
 from .errors import TrackerError, token_hint
 from .fields import ClickOptions
 from .postback import PostbackClient
-from .result import ClickResult
+from .replay import DEFAULT_CONTENT_TYPE, Answer, bounded
 from .visitor import Visitor
 
 #: The ``flask keitaro`` command group, registered through the ``flask.commands`` entry point.
@@ -40,16 +39,16 @@ def shown(value: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def describe(result: ClickResult) -> str:
+def describe(answer: Answer) -> str:
     """What a visitor would get from this answer, in one line."""
-    if not result.acted:
+    if not answer.acted:
         return "the view runs (the tracker said: show your own page)"
-    status = result.effective_status
-    if result.location is not None:
-        return f"{status} redirect to {shown(result.location)}"
-    if result.body:
-        kind = result.content_type or DEFAULT_CONTENT_TYPE
-        return f"{status} page ({shown(kind)}, {len(result.body)} bytes)"
+    status = answer.effective_status
+    if answer.location is not None:
+        return f"{status} redirect to {shown(answer.location)}"
+    if answer.body:
+        kind = answer.content_type or DEFAULT_CONTENT_TYPE
+        return f"{status} page ({shown(kind)}, {len(answer.body)} bytes)"
     return f"{status} with no body"
 
 
@@ -76,11 +75,12 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
     click.echo(f"Campaign: token ...{token_hint(token)}")
     try:
         result = state.client.click(token, visitor, ClickOptions(log=True))
+        answer = bounded(result)
     except TrackerError as exc:
         click.echo(f"Tracker error ({exc.kind}): {shown(exc)}", err=True)
         raise click.exceptions.Exit(1) from None
-    click.echo(f"Status:   {result.status}")
-    click.echo(f"Decision: {describe(result)}")
+    click.echo(f"Status:   {answer.status}")
+    click.echo(f"Decision: {describe(answer)}")
     click.echo("Info:")
     for field in dataclasses.fields(result.info):
         item: object = getattr(result.info, field.name)

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, after_this_request, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
+from .click import Click
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .conversion import Conversion, postback_method
@@ -28,7 +29,6 @@ from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
 from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
-from .result import Click
 from .state import SecretKeys
 
 logger = logging.getLogger("flask_keitaro")
@@ -102,10 +102,13 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
-            outcome = state.pipeline.run(route, req, sender=app, secret_keys=_secret_keys(app))
-            outcome.click.reporter = state.report_click
+            outcome = state.pipeline.run(
+                route, req, sender=app, secret_keys=_secret_keys(app), reporter=state.report_click
+            )
             app_g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
+                # Finished as every touched response is, the app's errorhandler(503) page too.
+                after_this_request(outcome.finish)
                 raise ServiceUnavailable()
             if outcome.response is not None:
                 return outcome.response

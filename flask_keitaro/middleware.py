@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 #: The ``environ`` key under which the wrapped app finds the request's
-#: :class:`~flask_keitaro.result.Click`.
+#: :class:`~flask_keitaro.Click`.
 ENVIRON_KEY = "keitaro.click"
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
@@ -112,13 +112,17 @@ class KeitaroMiddleware:
         if route is None:
             return self.app(environ, start_response)
         outcome = self.pipeline.run(
-            route, Request(environ), sender=self, secret_keys=self.secret_keys
+            route,
+            Request(environ),
+            sender=self,
+            secret_keys=self.secret_keys,
+            reporter=self._report_click,
         )
         if outcome.unavailable:
-            return ServiceUnavailable()(environ, start_response)
+            unavailable = outcome.finish(ServiceUnavailable().get_response(environ))
+            return unavailable(environ, start_response)
         if outcome.response is not None:
             return outcome.response(environ, start_response)
-        outcome.click.reporter = self._report_click
         environ[ENVIRON_KEY] = outcome.click
 
         def finish(

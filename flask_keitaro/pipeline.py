@@ -11,14 +11,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from . import signals
-from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
+from .click import Click, Reporter
 from .client import ClickAPIClient
 from .config import (
     CURRENT_PAGE,
@@ -40,8 +41,7 @@ from .errors import (
 )
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
-from .replay import ReplayScope, to_response
-from .result import Click, ClickResult
+from .replay import Site, decide, finish_headers
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, is_prefetch
 
@@ -52,9 +52,6 @@ PerRequest = str | Callable[[Request], str | None]
 
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
-
-#: What every response the click touched says to shared caches (CDNs, proxies).
-NO_STORE = "private, no-store"
 
 
 @dataclass(frozen=True, repr=False)
@@ -223,13 +220,8 @@ class Outcome:
 
     def finish_headers(self, headers: Headers) -> None:
         """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
-        if not self.touched:
-            return
-        for cookie in self.cookies:
-            self.policy.set(headers, cookie)
-        # getlist, not "in": werkzeug answers "in" by raising and catching a KeyError.
-        if not headers.getlist("Cache-Control"):
-            headers.add("Cache-Control", NO_STORE)
+        if self.touched:
+            finish_headers(headers, self.cookies, self.policy)
 
 
 class Pipeline:
@@ -248,8 +240,10 @@ class Pipeline:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: Cookies named like these are never set from the tracker's ``cookies`` map.
-        self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
+        #: What replay must know of the site: the cookie names the tracker may never set.
+        self.site = Site(
+            frozenset((*self.private_cookies, config.uniqueness_cookie)), config.uniqueness_cookie
+        )
         #: The cookie attributes for a plain (False) and a secure (True) request.
         self._policies = {
             secure: CookiePolicy(
@@ -288,37 +282,35 @@ class Pipeline:
         *,
         sender: Any,
         secret_keys: SecretKeys = (),
+        reporter: Reporter | None = None,
     ) -> Outcome:
         """Decide the click of ``request`` on ``route``: one straight line, one outcome.
 
         ``sender`` is what signals are sent with (the Flask app, or the middleware);
-        ``secret_keys`` sign the state cookie (none: no state).
+        ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
+        click's ``postback`` reports through (the door's own).
         """
         token = None if request.method == "OPTIONS" else route.token_for(request)
         if token is None or not self.config.enabled:
-            return Outcome(Click.empty(), touched=False)
+            return Outcome(Click.empty(reporter), touched=False)
         config = self.config
         prefetch = is_prefetch(request)
-        policy = self._policy(request.is_secure)
+        policy = self._policies[request.is_secure]
         if prefetch and config.prefetch == "skip":
-            return Outcome(Click.empty(), policy=policy)
+            return Outcome(Click.empty(reporter), policy=policy)
 
         restore = route.option("restore", config)
         state = self._load_state(request, secret_keys) if restore else None
-        if restore:
-            restored = self._restore(token, request, state)
-            if restored is not None:
-                signals.click_restored.send(sender, click=restored)
-                cookies = self._state_cookies(prefetch, state)
-                return Outcome(restored, cookies=cookies, policy=policy)
+        restored = self._restore(token, request, state, reporter) if restore else None
+        if restored is not None:
+            signals.click_restored.send(sender, click=restored)
+            return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
 
         allowed, change = self.breaker.allow()
         _announce(change, sender)
         if not allowed:
             skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
-            logger.debug("Keitaro click skipped (%s)", skipped.kind)
-            signals.click_failed.send(sender, error=skipped, elapsed=0.0)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(skipped, None, sender, reporter, policy)
         # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
         visitor = Visitor.from_request(
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
@@ -328,42 +320,35 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            scope = ReplayScope(visitor.host, self.protected_cookies)
-            replayed = to_response(result, scope) if result.acted else None
+            verdict = decide(result, visitor, self.site)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            elapsed = time.perf_counter() - started
-            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
-            _announce(self.breaker.record(error), sender)
-            signals.click_failed.send(sender, error=error, elapsed=elapsed)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(error, started, sender, reporter, policy)
 
         _announce(self.breaker.record(None), sender)
-        click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
+        click = Click(
+            result.info,
+            tracker_url=config.tracker_url,
+            log=result.log,
+            raw=result.raw,
+            acted=verdict.acted,
+            # replay=False: the view gets the tracker's answer; its own response is finished.
+            response=None if route.replay else verdict.response,
+            reporter=reporter,
+        )
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
-        tracker_cookies = self._tracker_cookies(result)
-        cookies = self._new_cookies(visitor, result, tracker_cookies)
-        outcome = Outcome(click, cookies=cookies, policy=policy)
-        if replayed is not None:
-            # The tracker's word on caching is not taken: its answer is this visitor's alone.
-            del replayed.headers["Cache-Control"]
-            click.acted = True
+        outcome = Outcome(click, cookies=verdict.cookies, policy=policy)
+        if verdict.response is not None:
             if route.replay:
-                outcome.response = outcome.finish(replayed)
-            else:
-                click.response = replayed  # finished with the view's own response
+                outcome.response = outcome.finish(verdict.response)
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
-            names = [name for name, _ in tracker_cookies if name != self.config.uniqueness_cookie]
-            state.put(token, result.info, cookie_max_age(result.cookies_ttl), cookies=names)
+            state.put(token, result.info, verdict.max_age, cookies=verdict.tracker_cookies)
             outcome.cookies += self._state_cookies(visitor.is_prefetch, state)
         return outcome
-
-    def _policy(self, is_secure: bool) -> CookiePolicy:
-        return self._policies[is_secure]
 
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
@@ -381,7 +366,33 @@ class Pipeline:
             return self.forwarding
         return replace(self.forwarding, tracker_cookies=names)
 
-    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
+    def _failed(
+        self,
+        error: TrackerError,
+        started: float | None,
+        sender: Any,
+        reporter: Reporter | None,
+        policy: CookiePolicy,
+    ) -> Outcome:
+        """No click: ``error`` is logged and signalled, and the fail mode decides.
+
+        ``started`` is when the failed call began (``None``: the breaker stopped it). The
+        outcome is the view with an empty click (``"open"``) or a 503 (``"closed"``).
+        """
+        elapsed = 0.0
+        if started is None:
+            logger.debug("Keitaro click skipped (%s)", error.kind)
+        else:
+            elapsed = time.perf_counter() - started
+            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
+            _announce(self.breaker.record(error), sender)
+        signals.click_failed.send(sender, error=error, elapsed=elapsed)
+        unavailable = self.config.fail_mode == "closed"
+        return Outcome(Click.empty(reporter), unavailable=unavailable, policy=policy)
+
+    def _restore(
+        self, token: str, request: Request, state: ClickState | None, reporter: Reporter | None
+    ) -> Click | None:
         """A click restored from the state cookie, or from a ``?_subid=&_token=`` link.
 
         A real click in the state is never replaced by a link (a crafted link must not credit
@@ -390,61 +401,23 @@ class Pipeline:
         request only. ``Click.restored`` says where the click came from: ``"state"`` for a
         click the tracker made, ``"link"`` for one a link gave (now, or kept in the state).
         """
+        made = partial(Click, tracker_url=self.config.tracker_url, reporter=reporter)
         stored = state.find(token) if state is not None else None
         if stored is not None and not stored.from_link:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="state")
+            return made(stored.info, restored="state")
         link = info_from_query(request.args) if self.config.restore_from_query else None
         if link is not None:
             if state is not None:
                 state.put(token, link, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
-            return Click(link, tracker_url=self.config.tracker_url, restored="link")
+            return made(link, restored="link")
         if stored is not None:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="link")
+            return made(stored.info, restored="link")
         return None
 
     def _state_cookies(self, prefetch: bool, state: ClickState | None) -> tuple[SetCookie, ...]:
         if state is None or not state.changed or prefetch:
             return ()
         return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
-
-    def _tracker_cookies(self, result: ClickResult) -> list[tuple[str, str]]:
-        """The tracker's valid cookies and the uniqueness cookie, as name-value pairs."""
-        candidates = []
-        for name, value in result.cookies.items():
-            if name in self.protected_cookies:
-                logger.warning("Dropped a tracker cookie named like the site's own: %.40r", name)
-            else:
-                candidates.append((name, value))
-        if result.uniqueness_cookie:
-            candidates.append((self.config.uniqueness_cookie, result.uniqueness_cookie))
-        out = []
-        for name, value in candidates:
-            problem = cookie_problem(name, value)
-            if problem is not None:
-                logger.warning(
-                    "Dropped an invalid cookie from the tracker's answer: %.40r (%s)", name, problem
-                )
-            else:
-                out.append((name, value))
-        return out
-
-    @staticmethod
-    def _new_cookies(
-        visitor: Visitor, result: ClickResult, cookies: list[tuple[str, str]]
-    ) -> tuple[SetCookie, ...]:
-        """The tracker's ``cookies`` to set, for ``cookies_ttl`` hours.
-
-        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
-        visitor already holds with the same value is not set again.
-        """
-        if visitor.is_prefetch:
-            return ()
-        max_age = cookie_max_age(result.cookies_ttl)
-        return tuple(
-            SetCookie(name, value, max_age)
-            for name, value in cookies
-            if visitor.cookies.get(name) != value
-        )
 
 
 def _announce(change: BreakerChange | None, sender: Any) -> None:
