@@ -7,8 +7,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
+
+from werkzeug.wrappers import Request
 
 from .characters import URL_CONTROL, is_token
 from .errors import ConfigurationError, postback_url_hint
@@ -16,16 +18,13 @@ from .errors import ConfigurationError, postback_url_hint
 #: One network of ``KEITARO_TRUSTED_PROXIES``, IPv4 or IPv6.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-if TYPE_CHECKING:
-    from werkzeug.wrappers import Request
-
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
 
 #: The consent rule: a callable taking the request and answering ``True`` (consented),
 #: ``False`` (refused) or ``None`` (not asked yet).
-Consent = Callable[["Request"], "bool | None"]
+Consent = Callable[[Request], bool | None]
 
 #: What a route shows for a landing: a template name, or a callable taking the click (and
 #: the keyword arguments of :func:`~flask_keitaro.render_landing`) and returning a response.

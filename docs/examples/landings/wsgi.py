@@ -1,4 +1,4 @@
-"""Local landings behind KeitaroMiddleware: the chosen page from the environ."""
+"""Local landings behind KeitaroMiddleware: the page chosen, in the environ."""
 
 from __future__ import annotations
 
