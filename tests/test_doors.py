@@ -46,6 +46,11 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "headers": {"User-Agent": "Ünïcode"},
     },
     "long header": {"headers": {"User-Agent": UA, "X-Padding": "p" * 8000}},
+    "options": {"method": "OPTIONS", "headers": {"User-Agent": UA}},
+    "ipv4-mapped peer": {
+        "headers": {"User-Agent": UA},
+        "environ_base": {"REMOTE_ADDR": "::ffff:203.0.113.9"},
+    },
 }
 
 ANSWERS: dict[str, Any] = {
@@ -79,7 +84,7 @@ def _flask(url: str, fail_mode: str = "open") -> Flask:
     app.config.update(SECRET_KEY=SECRET, KEITARO_TRACKER_URL=url, KEITARO_FAIL_MODE=fail_mode)
     KeitaroExtension(app)
 
-    @app.route("/lp", methods=["GET", "POST", "HEAD"])
+    @app.route("/lp", methods=["GET", "POST", "HEAD", "OPTIONS"])
     @keitaro_campaign(TOKEN)
     def landing() -> bytes:
         return OWN_PAGE
@@ -182,3 +187,18 @@ def test_the_apps_own_503_page_is_finished_as_the_packages(
         h for h in wsgi_door.headers.items() if h[0] in finishing
     ]
     assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
+
+
+
+def test_a_cors_preflight_passes_both_doors_alike(tracker: RecordingTracker) -> None:
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+    )
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    flask_seen, wsgi_seen = (
+        _visit(Client(door), {"method": "OPTIONS", "headers": preflight})
+        for door in (_flask(tracker.url), middleware)
+    )
+    assert _comparable(flask_seen) == _comparable(wsgi_seen)
+    assert flask_seen.get_data() == OWN_PAGE and "Cache-Control" not in flask_seen.headers
+    assert tracker.calls == []
