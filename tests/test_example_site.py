@@ -465,3 +465,13 @@ def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_flask_keitaro_check_finds_the_herbs_landings_on_the_emulator(demo: DemoServer) -> None:
+    from flask_keitaro.cli import keitaro_cli
+
+    assert demo.app is not None
+    result = demo.app.test_cli_runner().invoke(keitaro_cli, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "herbs (/herbs), token from config SITE_HERBS_TOKEN" in result.output
+    assert result.output.splitlines()[-1] == "Checks:   no problems"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import IPNetwork
-from ..errors import ConfigurationError, KeitaroError
+from ..errors import ConfigurationError, KeitaroError, token_digest
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -21,15 +20,6 @@ STREAM_TYPES = ("intercepting", "regular", "fallback")
 def masked(secret: str) -> str:
     """``secret`` with all but its last 4 characters hidden (all of it when that short)."""
     return "…" + secret[-4:] if len(secret) > 4 else "…"
-
-
-def token_digest(token: str) -> str:
-    """The hex SHA-256 of a campaign token: what ``/emulator/campaigns.json`` shows of it.
-
-    A site that knows its token finds its campaign by this digest; the token itself is
-    never shown.
-    """
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class EmulatorConfigError(ConfigurationError):
