@@ -452,12 +452,12 @@ class Pipeline:
             info,
             tracker_url=self.config.tracker_url if info is not None else "",
             reporter=reporter,
-            landing=self._landing(route, landing_id),
+            landing=self.landing_for(route, landing_id),
             consented=consented,
             **made,
         )
 
-    def _landing(self, route: Route, landing_id: int | None) -> Landing | None:
+    def landing_for(self, route: Route, landing_id: int | None) -> Landing | None:
         """What ``route`` shows for ``landing_id``: its landing, else its ``landing_default``.
 
         An id the route's ``landings`` do not have is logged once per route and id (at most
