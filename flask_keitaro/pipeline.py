@@ -461,7 +461,7 @@ class Pipeline:
         """What ``route`` shows for ``landing_id``: its landing, else its ``landing_default``.
 
         An id the route's ``landings`` do not have is logged once per route and id (at most
-        :data:`MAX_UNKNOWN_LANDINGS` are remembered: a tracker cannot fill the log or memory).
+        ``MAX_UNKNOWN_LANDINGS`` are remembered: a tracker cannot fill the log or memory).
         """
         landings = route.landings
         if landings is None:
