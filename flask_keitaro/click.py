@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Response
 
+from .characters import LONE_SURROGATE
 from .config import Landing
 from .conversion import Conversion, click_postback_method
 from .postback import PostbackResult
@@ -226,10 +227,11 @@ class Click:
     def offer_url(self, **params: Any) -> str | None:
         """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.
 
-        ``params`` never replace ``_lp`` or ``_token``; ``None`` values are left out.
+        ``params`` never replace ``_lp`` or ``_token``; ``None`` values are left out. A token
+        that cannot go in a URL (a lone surrogate) counts as none.
         """
         token = self.token
-        if not token or not self._url:
+        if not token or not self._url or LONE_SURROGATE.search(token):
             return None
         query: list[tuple[str, str]] = [("_lp", "1"), ("_token", token)]
         for name, value in params.items():

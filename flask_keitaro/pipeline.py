@@ -45,7 +45,7 @@ from .errors import (
 )
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
-from .replay import Site, decide, finish_headers
+from .replay import ReplayScope, decide, finish_headers
 from .result import ClickInfo
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
@@ -303,10 +303,6 @@ class Pipeline:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: What replay must know of the site: the cookie names the tracker may never set.
-        self.site = Site(
-            frozenset((*self.private_cookies, config.uniqueness_cookie)), config.uniqueness_cookie
-        )
         #: The cookie attributes for a plain (False) and a secure (True) request.
         self._policies = {
             secure: CookiePolicy(
@@ -323,6 +319,8 @@ class Pipeline:
             private_headers=config.private_headers,
             forward_cookies=config.forward_cookies,
         )
+        #: What replay must know of the site: the same private-data rule, the other way.
+        self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
 
     @classmethod
     def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
@@ -393,7 +391,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            verdict = decide(result, visitor, self.site, consented=consented)
+            verdict = decide(result, visitor, self.replay_scope, consented=consented)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
             return self._failed(error, started, sender, made(None), policy)

@@ -16,16 +16,18 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from urllib.parse import urlsplit
 
 from werkzeug.datastructures import Headers
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
-from .characters import HEADER_VALUE_CONTROL, URL_CONTROL, is_token
+from .characters import HEADER_VALUE_CONTROL, LONE_SURROGATE, URL_CONTROL, is_token
 from .cookies import MAX_COOKIE, CookiePolicy, SetCookie, cookie_max_age, cookie_pair
 from .errors import InvalidTrackerResponse
+from .forwarding import Forwarding
 from .result import ClickResult
 from .visitor import Visitor
 
@@ -43,6 +45,12 @@ MAX_HEADER_LINE = 8192
 
 #: The Content-Type a visitor gets when the tracker's is missing or unusable.
 DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
+
+#: The most headers one answer may have replayed to a visitor; the rest are dropped.
+MAX_ANSWER_HEADERS = 50
+
+#: The most cookies of one answer's ``cookies`` map a visitor may be set; the rest are dropped.
+MAX_ANSWER_COOKIES = 50
 
 #: ``Location`` schemes a tracker may never send a visitor to: they run code or read files.
 #: Other schemes pass (``market:``, ``intent:``, ``itms-apps:``, ``tg:`` open apps).
@@ -109,13 +117,15 @@ def cookie_problem(name: str, value: str) -> str | None:
     """Why the tracker's cookie ``name=value`` cannot be set on a visitor, or ``None``.
 
     The name must be an RFC 7230 token; the value holds no control character (werkzeug
-    quotes other characters, but not all of those) and, quoted, fits
-    :data:`~flask_keitaro.cookies.MAX_COOKIE`.
+    quotes other characters, but not all of those) and no lone surrogate (no encoding
+    writes one) and, quoted, fits :data:`~flask_keitaro.cookies.MAX_COOKIE`.
     """
     if not is_token(name):
         return "not a cookie name"
     if URL_CONTROL.search(value):
         return "a control character"
+    if not value.isascii() and LONE_SURROGATE.search(value):
+        return "a lone surrogate"
     if len(value) + len(name) >= MAX_COOKIE or len(cookie_pair(name, value)) > MAX_COOKIE:
         return f"over {MAX_COOKIE} characters"
     return None
@@ -172,9 +182,15 @@ def domain_matches(host: str, domain: str) -> bool:
     return False  # an IP address has no parent domain
 
 
+#: The most drops one WARNING names; it counts the rest.
+MAX_NAMED_DROPS = 20
+
+
 def log_dropped(notes: Iterable[str]) -> None:
     """One WARNING naming what was dropped from an answer (names and reasons, no values)."""
     shown = list(notes)
+    if len(shown) > MAX_NAMED_DROPS:
+        shown[MAX_NAMED_DROPS:] = [f"{len(shown) - MAX_NAMED_DROPS} more"]
     if shown:
         logger.warning("Dropped from the tracker's answer: %s", "; ".join(shown))
 
@@ -239,8 +255,13 @@ class Answer:
 def bounded(result: ClickResult) -> Answer:
     """``result`` within the bounds on its status, headers and content type.
 
-    Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for a ``Location`` it refuses.
+    Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for a ``Location`` it refuses,
+    and for a ``sub_id`` that is not text (a lone surrogate: the state cookie and the click's
+    postbacks carry it).
     """
+    sub_id = result.info.sub_id
+    if sub_id and not sub_id.isascii() and LONE_SURROGATE.search(sub_id):
+        raise InvalidTrackerResponse("tracker answer info.sub_id holds a lone surrogate")
     notes: list[str] = []
     status = final_status(result.status)
     if result.status is not None and status is None:
@@ -284,16 +305,27 @@ def bounded(result: ClickResult) -> Answer:
 
 
 @dataclass(frozen=True)
-class Site:
+class ReplayScope:
     """What replay must know of the site.
 
-    :param own_cookies: cookie names the tracker may never set from its ``cookies`` map or a
-        replayed ``Set-Cookie`` (the app's session, state and uniqueness cookies).
-    :param uniqueness_cookie: the name the tracker's ``uniqueness_cookie`` is set under.
+    :param forwarding: the private-data rule (the app's session and state cookies among its
+        private names): a cookie it covers the tracker never sets, from its ``cookies`` map
+        or a replayed ``Set-Cookie``
+        (:meth:`~flask_keitaro.forwarding.Forwarding.covers_cookie`).
+    :param uniqueness_cookie: the name the tracker's ``uniqueness_cookie`` is set under, and
+        set under no other way.
     """
 
-    own_cookies: frozenset[str] = frozenset()
+    forwarding: Forwarding = field(default_factory=Forwarding)
     uniqueness_cookie: str = "_kuc"
+
+    def refuses_cookie(self, name: str) -> str | None:
+        """Why the tracker may not set the cookie ``name`` itself, or ``None`` when it may."""
+        if name == self.uniqueness_cookie:
+            return "the uniqueness cookie"
+        if self.forwarding.covers_cookie(name):
+            return "a private cookie"
+        return None
 
     def set_cookie_problem(self, set_cookie: str, host: str) -> str | None:
         """Why a replayed ``Set-Cookie`` value is dropped, or ``None`` when it may be sent.
@@ -303,8 +335,9 @@ class Site:
         """
         pair, *attributes = set_cookie.split(";")
         name = pair.split("=", 1)[0].strip()
-        if name in self.own_cookies:
-            return f"{shown_name(name)} is a cookie of the site's own"
+        refused = self.refuses_cookie(name)
+        if refused is not None:
+            return f"{shown_name(name)} ({refused})"
         for attribute in attributes:
             key, _, value = attribute.partition("=")
             domain = value.strip()
@@ -335,7 +368,7 @@ class Verdict:
 
 
 def decide(
-    result: ClickResult, visitor: Visitor, site: Site, *, consented: bool | None = True
+    result: ClickResult, visitor: Visitor, scope: ReplayScope, *, consented: bool | None = True
 ) -> Verdict:
     """What the visitor gets of ``result``: the response to send (or none) and the cookies.
 
@@ -344,20 +377,21 @@ def decide(
     its ``Set-Cookie`` headers.
 
     Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for an answer that cannot be
-    used (a refused ``Location``).
+    used: a refused ``Location``, or a ``sub_id`` holding a lone surrogate.
     """
     answer = bounded(result)
     notes = list(answer.notes)
     cookies_allowed = consented is True
     response = (
-        _response(answer, site, visitor.host, notes, cookies_allowed) if answer.acted else None
+        _response(answer, scope, visitor.host, notes, cookies_allowed) if answer.acted else None
     )
-    log_dropped(notes)
     if not cookies_allowed:
+        log_dropped(notes)
         return Verdict(response, max_age=cookie_max_age(result.cookies_ttl))
-    cookies = _tracker_cookies(result, site)
+    cookies = _tracker_cookies(result, scope, notes)
+    log_dropped(notes)
     max_age = cookie_max_age(result.cookies_ttl)
-    names = tuple(name for name, _ in cookies if name != site.uniqueness_cookie)
+    names = tuple(name for name, _ in cookies if name != scope.uniqueness_cookie)
     if visitor.is_prefetch:  # a link preview must not use up the visitor's uniqueness
         return Verdict(response, (), names, max_age)
     # A cookie the visitor already holds with the same value needs no second Set-Cookie.
@@ -380,7 +414,7 @@ def finish_headers(headers: Headers, cookies: Iterable[SetCookie], policy: Cooki
 
 
 def _response(
-    answer: Answer, site: Site, host: str, notes: list[str], cookies_allowed: bool
+    answer: Answer, scope: ReplayScope, host: str, notes: list[str], cookies_allowed: bool
 ) -> Response:
     """The response the tracker decided on: its status, replayable headers, content type, body.
 
@@ -388,6 +422,7 @@ def _response(
     """
     response = Response(answer.body, status=answer.effective_status)
     has_type = False
+    replayed = 0
     for name, value in answer.headers:
         lower = name.lower()
         if lower in _NOT_REPLAYED or lower.startswith("proxy-"):
@@ -395,7 +430,7 @@ def _response(
         if lower == "set-cookie":
             if not cookies_allowed:
                 continue
-            problem = site.set_cookie_problem(value, host)
+            problem = scope.set_cookie_problem(value, host)
             if problem is not None:
                 notes.append(f"Set-Cookie {problem}")
                 continue
@@ -403,7 +438,11 @@ def _response(
             if answer.content_type:
                 continue  # ``contentType`` is the tracker's word on it.
             has_type = True
-        response.headers.add(name, value)
+        replayed += 1
+        if replayed <= MAX_ANSWER_HEADERS:
+            response.headers.add(name, value)
+    if replayed > MAX_ANSWER_HEADERS:
+        notes.append(f"{replayed - MAX_ANSWER_HEADERS} headers past the first {MAX_ANSWER_HEADERS}")
     if answer.content_type:
         response.headers["Content-Type"] = answer.content_type
     elif not has_type:
@@ -411,16 +450,27 @@ def _response(
     return response
 
 
-def _tracker_cookies(result: ClickResult, site: Site) -> list[tuple[str, str]]:
-    """The tracker's valid cookies and the uniqueness cookie, as name-value pairs."""
+def _tracker_cookies(
+    result: ClickResult, scope: ReplayScope, notes: list[str]
+) -> list[tuple[str, str]]:
+    """The tracker's valid cookies and the uniqueness cookie, as name-value pairs.
+
+    At most :data:`MAX_ANSWER_COOKIES` of the ``cookies`` map, the rest named in ``notes``.
+    """
     candidates = []
-    for name, value in result.cookies.items():
-        if name in site.own_cookies:
-            logger.warning("Dropped a tracker cookie named like the site's own: %.40r", name)
+    extra = len(result.cookies) - MAX_ANSWER_COOKIES
+    if extra > 0:
+        notes.append(f"{extra} cookies past the first {MAX_ANSWER_COOKIES}")
+    for name, value in islice(result.cookies.items(), MAX_ANSWER_COOKIES):
+        refused = scope.refuses_cookie(name)
+        if refused is not None:
+            logger.warning("Dropped a tracker cookie of the site's own: %.40r (%s)", name, refused)
         else:
             candidates.append((name, value))
-    if result.uniqueness_cookie:
-        candidates.append((site.uniqueness_cookie, result.uniqueness_cookie))
+    # The site's own name for it, which only a name the site lists as private holds back.
+    unique = scope.uniqueness_cookie
+    if result.uniqueness_cookie and unique.lower() not in scope.forwarding.private_cookies:
+        candidates.append((unique, result.uniqueness_cookie))
     out = []
     for name, value in candidates:
         problem = cookie_problem(name, value)

@@ -189,7 +189,6 @@ def test_the_apps_own_503_page_is_finished_as_the_packages(
     assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
 
 
-
 def test_a_cors_preflight_passes_both_doors_alike(tracker: RecordingTracker) -> None:
     middleware = KeitaroMiddleware(
         own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET

@@ -19,7 +19,7 @@ from werkzeug.test import Client
 from flask_keitaro import ConfigurationError, KeitaroMiddleware
 from flask_keitaro.testing import ClickAPIEmulator
 from tests.support.emulator import BROWSER_UA, TOKEN, config, stream
-from testsupport.tracker import free_port
+from testsupport.tracker import RecordingTracker, do_nothing, free_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -361,6 +361,40 @@ def test_a_django_app(emulator: ClickAPIEmulator) -> None:
         assert other.json()["sub_id"] is None and "Set-Cookie" not in other.headers
     finally:
         server.shutdown()
+        middleware.close()
+
+
+DJANGO_COOKIES = ["sessionid", "csrftoken", "messages"]
+
+
+def test_the_tracker_sets_none_of_a_django_apps_cookies(tracker: RecordingTracker) -> None:
+    """Django's session, CSRF and messages cookies, named in private_cookies, stay Django's."""
+    application = _django_application()
+    middleware = KeitaroMiddleware(
+        application,
+        tracker_url=tracker.url,
+        campaigns={"/": "django-campaign-token"},
+        secret_key="s",
+        private_cookies=DJANGO_COOKIES,
+    )
+    server = make_server("127.0.0.1", 0, middleware, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    planted = dict.fromkeys(DJANGO_COOKIES, "PLANTED")
+    lines = [f"Set-Cookie: {name}=PLANTED; Path=/" for name in DJANGO_COOKIES]
+    try:
+        tracker.answer({**do_nothing(), "cookies": {**planted, "kofr": "1"}})
+        own = requests.get(base + "/", headers={"User-Agent": BROWSER_UA}, timeout=10)
+        assert own.status_code == 200 and own.json()["django"] is True
+        assert set(own.cookies.keys()) == {"kofr", "_kuc", "_kst"}
+        tracker.answer({**do_nothing(), "status": 302, "headers": ["Location: /x", *lines]})
+        redirect = requests.get(base + "/", allow_redirects=False, timeout=10)
+        assert redirect.status_code == 302
+        assert set(redirect.cookies.keys()) == {"_kuc"}
+        assert "PLANTED" not in str(own.headers) + str(redirect.headers)
+    finally:
+        server.shutdown()
+        server.server_close()
         middleware.close()
 
 
