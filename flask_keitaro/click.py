@@ -179,7 +179,9 @@ class Click:
 
         ``True``: consented, or no rule is set (the extension's cookies are set); ``False``:
         refused; ``None``: not asked yet, or the rule raised. Unless ``True``, the extension
-        set no cookie for this click and forwarded none of the tracker's.
+        set no cookie for this click and forwarded none of the tracker's. The rule is asked
+        even when no click is made (no token, :data:`KEITARO_ENABLED` off), but not for a
+        CORS preflight (``True``).
         """
         return self._consented
 

@@ -353,10 +353,14 @@ class Pipeline:
         ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
         click's ``postback`` reports through (the door's own).
         """
-        token = None if is_cors_preflight(request) else route.token_for(request)
-        if token is None or not self.config.enabled:
-            return Outcome(Click.empty(reporter, landing=route.landing_default), touched=False)
+        preflight = is_cors_preflight(request)
+        token = None if preflight else route.token_for(request)
         config = self.config
+        if token is None or not config.enabled:
+            # No click, and no cookie either way; the view still learns the visitor's answer.
+            consented = True if preflight else route.consent_for(request, config)
+            empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
+            return Outcome(empty, touched=False)
         consented = route.consent_for(request, config)
         made = partial(self._click, route, reporter=reporter, consented=consented)
         prefetch = is_prefetch(request)

@@ -60,7 +60,7 @@ def apps() -> Iterator[list[Flask]]:
         KeitaroExtension.close(app)
 
 
-def site(apps: list[Flask], tracker_url: str, token: str = TOKEN, **options: Any) -> Flask:
+def site(apps: list[Flask], tracker_url: str | None, token: str = TOKEN, **options: Any) -> Flask:
     """A site whose ``/`` runs ``view``; ``options`` are config keys or ``route_*`` options."""
     route = {key[6:]: options.pop(key) for key in list(options) if key.startswith("route_")}
     app = Flask(__name__)
@@ -285,3 +285,10 @@ def test_a_rule_that_is_not_callable_is_refused_naming_the_key_or_the_option() -
     with pytest.raises(ConfigurationError) as by_route:
         keitaro_campaign(TOKEN, consent=True)
     assert (by_route.value.key, by_route.value.value) == ("consent", True)
+
+
+def test_the_rule_is_asked_when_no_click_is_made(apps: list[Flask]) -> None:
+    client = site(apps, None, KEITARO_ENABLED=False, KEITARO_CONSENT=banner).test_client()
+    assert client.get("/", headers=HEADERS).text.endswith("consented=None restored=None")
+    client.set_cookie("consent", "no")
+    assert client.get("/", headers=HEADERS).text.endswith("consented=False restored=None")
