@@ -11,11 +11,12 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, after_this_request, current_app, g, request
+from flask import Flask, after_this_request, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
+from jinja2 import TemplateNotFound
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
@@ -61,6 +62,29 @@ class KeitaroState:
     pipeline: Pipeline
     #: The app's postback client (``None`` without ``KEITARO_POSTBACK_URL``).
     postbacks: PostbackClient | None = None
+    #: The routes (by ``id``) whose landing templates were all found in the app.
+    landings_found: set[int] = field(default_factory=set)
+
+    def check_landings(self, app: Flask, route: Route) -> None:
+        """Every template ``route``'s landings name exists in ``app``, else raise.
+
+        Checked on the route's first request (a template may come from a blueprint or a
+        loader set up after the view is declared), for every landing, not only the one a
+        visitor drew; :exc:`~flask_keitaro.ConfigurationError` names the option and the
+        template, until it is there.
+        """
+        if id(route) in self.landings_found:
+            return
+        named = [(f"landings[{i}]", landing) for i, landing in (route.landings or {}).items()]
+        for option, landing in [*named, ("landing_default", route.landing_default)]:
+            if isinstance(landing, str):
+                try:
+                    app.jinja_env.get_template(landing)
+                except TemplateNotFound:
+                    raise ConfigurationError(
+                        option, landing, "is not a template of the app (no such file)"
+                    ) from None
+        self.landings_found.add(id(route))
 
     def report(self, sub_id: str | None, status: str = "lead", **options: Any) -> PostbackResult:
         """Report a conversion of the app (see :meth:`KeitaroExtension.postback`)."""
@@ -122,6 +146,8 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
+            if route.landings is not None:
+                state.check_landings(app, route)
             outcome = state.pipeline.run(
                 route, req, sender=app, secret_keys=_secret_keys(app), reporter=state.report_click
             )
@@ -138,6 +164,27 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
         return cast(F, wrapper)
 
     return decorator
+
+
+def render_landing(**context: Any) -> ResponseReturnValue:
+    """Show the landing the tracker chose for this click: ``current_click.landing``.
+
+    A template name is rendered with ``context`` (Flask's ``render_template``); a callable is
+    called as ``landing(current_click, **context)`` and its response returned. Call it in a
+    view decorated with :func:`keitaro_campaign` given ``landings`` and ``landing_default``.
+
+    :raises RuntimeError: the route has no ``landings``.
+    """
+    click = _get_click()
+    landing = click.landing
+    if landing is None:
+        raise RuntimeError(
+            "render_landing() needs a route with landings: give keitaro_campaign"
+            " landings={id: template, ...} and landing_default=..."
+        )
+    if isinstance(landing, str):
+        return render_template(landing, **context)
+    return cast(ResponseReturnValue, landing(click, **context))
 
 
 def token_from_config(key: str) -> Callable[[Request], str | None]:
