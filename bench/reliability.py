@@ -63,18 +63,18 @@ class Report:
         print(line, flush=True)
 
 
-def _visits(server: GunicornServer, path: str, n: int, pause: float = 0.0) -> list[Seen]:
-    """``n`` visits in a row, each a new visitor asking for ``?visit=<i>``."""
+def _visits(server: GunicornServer, path: str, n: int) -> list[Seen]:
+    return [server.get(path, host=SITE_HOST) for _ in range(n)]
+
+
+def _fault_visits(server: GunicornServer, fault: Fault, prefix: str) -> list[Seen]:
+    """The visits of ``fault`` in a row, each a new visitor (``?visit=<n>`` where it says)."""
     seen = []
-    for visit in range(1, n + 1):
+    for visit in range(1, max(VISITS, fault.visits) + 1):
         if visit > 1:
-            time.sleep(pause)
-        seen.append(server.get(f"{path}?visit={visit}", host=SITE_HOST))
+            time.sleep(fault.pause)
+        seen.append(server.get(prefix.rstrip("/") + fault.path(visit), host=SITE_HOST))
     return seen
-
-
-def _fault_visits(server: GunicornServer, fault: Fault, path: str) -> list[Seen]:
-    return _visits(server, path, max(VISITS, fault.visits), fault.pause)
 
 
 def _memory(pid: int, field: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .click import Click
 from .client import ClickAPIClient
 from .errors import (
     BreakerOpen,
@@ -16,12 +17,18 @@ from .errors import (
     TrackerTimeout,
     TrackerUnavailable,
 )
-from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .extension import (
+    KeitaroExtension,
+    current_click,
+    keitaro_campaign,
+    render_landing,
+    token_from_config,
+)
 from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
 from .postback import Conversion, PostbackClient, PostbackResult
-from .result import Click, ClickInfo, ClickResult
+from .result import ClickInfo, ClickResult
 from .signals import (
     breaker_changed,
     click_failed,
@@ -68,5 +75,6 @@ __all__ = [
     "postback_delivered",
     "postback_failed",
     "postback_queued",
+    "render_landing",
     "token_from_config",
 ]

@@ -28,6 +28,10 @@ POSTBACK_FIELD_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: controls but HTAB, and DEL; PHP and nginx read the rest as they are.
 FORWARDED_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
+#: What text from the tracker must not hold to reach a cookie or a URL: a lone surrogate
+#: (``"\ud800"``). JSON carries one, escaped; no encoding writes it, so a response cannot.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
 #: An RFC 9110 token: what a header or cookie name is made of.
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 

@@ -1,4 +1,12 @@
-"""The ``flask keitaro`` command group."""
+"""The ``flask keitaro`` command group.
+
+It is registered once, by the package's ``flask.commands`` entry point, not by
+``init_app``: the ``flask`` command then has it for every app, and without one —
+``flask keitaro emulator`` needs no app at all. For an app without the extension, ``check``
+and ``postbacks`` say so and exit 1. A test invokes the group itself:
+``app.test_cli_runner().invoke(keitaro_cli, ["check", TOKEN])`` (the runner's default is the
+app's own ``app.cli``, which holds only the commands an app adds itself).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +14,22 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
 from ._version import __version__
-from .bounds import DEFAULT_CONTENT_TYPE
+from .checks import Site, run_checks
 from .errors import TrackerError, token_hint
 from .fields import ClickOptions
 from .postback import PostbackClient
-from .result import ClickResult
+from .replay import DEFAULT_CONTENT_TYPE, Answer, bounded
 from .visitor import Visitor
+
+if TYPE_CHECKING:
+    from .extension import KeitaroState
 
 #: The ``flask keitaro`` command group, registered through the ``flask.commands`` entry point.
 keitaro_cli = click.Group("keitaro", help="Keitaro Click API tools.")
@@ -32,28 +43,64 @@ def shown(value: object) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def describe(result: ClickResult) -> str:
+def describe(answer: Answer) -> str:
     """What a visitor would get from this answer, in one line."""
-    if not result.acted:
+    if not answer.acted:
         return "the view runs (the tracker said: show your own page)"
-    status = result.effective_status
-    if result.location is not None:
-        return f"{status} redirect to {shown(result.location)}"
-    if result.body:
-        kind = result.content_type or DEFAULT_CONTENT_TYPE
-        return f"{status} page ({shown(kind)}, {len(result.body)} bytes)"
+    status = answer.effective_status
+    if answer.location is not None:
+        return f"{status} redirect to {shown(answer.location)}"
+    if answer.body:
+        kind = answer.content_type or DEFAULT_CONTENT_TYPE
+        return f"{status} page ({shown(kind)}, {len(answer.body)} bytes)"
     return f"{status} with no body"
 
 
+def report_checks(state: KeitaroState) -> bool:
+    """Print the campaign routes and what the checks found; whether none is an error."""
+    app = current_app
+    routes = state.campaign_routes(app)
+    site = Site(
+        state.config,
+        app.config,
+        routes,
+        session_cookie=app.config.get("SESSION_COOKIE_NAME") or "session",
+    )
+    for i, campaign in enumerate(routes):
+        click.echo(
+            f"{'Routes:' if i == 0 else '':<10}{shown(campaign.name)}, {campaign.token_source}"
+        )
+    findings = run_checks(site)
+    for finding in findings:
+        click.echo(f"{finding.level}: {shown(finding.text)}")
+    errors = sum(finding.level == "error" for finding in findings)
+    warnings = len(findings) - errors
+    if findings:
+        click.echo(f"Checks:   {_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    else:
+        click.echo("Checks:   no problems")
+    return errors == 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 @keitaro_cli.command("check")
-@click.argument("token")
+@click.argument("token", required=False)
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Visitor IP to send.")
 @click.option("--ua", default=f"flask-keitaro/{__version__} check", help="Visitor User-Agent.")
 @click.option("--language", default="", help="Two-letter visitor language.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="A visitor query parameter.")
 @with_appcontext
-def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str, ...]) -> None:
-    """Make one click with log=1 on the configured tracker and show what a visitor gets."""
+def check_command(
+    token: str | None, ip: str, ua: str, language: str, params: tuple[str, ...]
+) -> None:
+    """Check the config and every campaign route; with TOKEN, also make one click.
+
+    The click is made with log=1 on the configured tracker, and shows what a visitor gets.
+    Exits 1 on an error of the checks or of the tracker.
+    """
     query = []
     for param in params:
         name, sep, value = param.partition("=")
@@ -63,16 +110,22 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
     state = current_app.extensions.get("keitaro")
     if state is None:
         raise click.ClickException("KeitaroExtension is not set up on this app (call init_app).")
-    visitor = Visitor(ip=ip, user_agent=ua, language=language.lower()[:2], query=tuple(query))
     click.echo(f"Tracker:  {state.config.tracker_url}")
+    passed = report_checks(state)
+    if token is None:
+        if not passed:
+            raise click.exceptions.Exit(1)
+        return
+    visitor = Visitor(ip=ip, user_agent=ua, language=language.lower()[:2], query=tuple(query))
     click.echo(f"Campaign: token ...{token_hint(token)}")
     try:
         result = state.client.click(token, visitor, ClickOptions(log=True))
+        answer = bounded(result)
     except TrackerError as exc:
         click.echo(f"Tracker error ({exc.kind}): {shown(exc)}", err=True)
         raise click.exceptions.Exit(1) from None
-    click.echo(f"Status:   {result.status}")
-    click.echo(f"Decision: {describe(result)}")
+    click.echo(f"Status:   {answer.status}")
+    click.echo(f"Decision: {describe(answer)}")
     click.echo("Info:")
     for field in dataclasses.fields(result.info):
         item: object = getattr(result.info, field.name)
@@ -85,19 +138,21 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
         click.echo("Tracker log:")
         for line in result.log:
             click.echo(f"  {shown(line)}")
+    if not passed:
+        raise click.exceptions.Exit(1)
 
 
 @keitaro_cli.command("emulator")
 @click.option(
     "--config",
     "config_path",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Campaigns TOML file.",
+    help="Campaigns TOML file (default: the built-in test campaign).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8099, show_default=True, type=int, help="Port (0: any free one).")
-def emulator_command(config_path: str, host: str, port: int) -> None:
+def emulator_command(config_path: str | None, host: str, port: int) -> None:
     """Run the local Click API v3 emulator (exits 2 on a wrong config)."""
     # Imported here so `flask --help` does not load the emulator.
     from .emulator.server import serve

@@ -6,18 +6,34 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .characters import is_token
+from werkzeug.wrappers import Request
+
+from .characters import URL_CONTROL, is_token
 from .errors import ConfigurationError, postback_url_hint
-from .visitor import IPNetwork
+
+#: One network of ``KEITARO_TRUSTED_PROXIES``, IPv4 or IPv6.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
 
+#: The consent rule: a callable taking the request and answering ``True`` (consented),
+#: ``False`` (refused) or ``None`` (not asked yet).
+Consent = Callable[[Request], bool | None]
+
+#: What a route shows for a landing: a template name, or a callable taking the click (and
+#: the keyword arguments of :func:`~flask_keitaro.render_landing`) and returning a response.
+Landing = str | Callable[..., Any]
+
 T = TypeVar("T")
+
+#: The largest id Keitaro gives a campaign, stream, landing or offer (a signed 32-bit integer).
+MAX_ID = 2**31 - 1
 
 
 def key_name(option: str) -> str:
@@ -26,7 +42,8 @@ def key_name(option: str) -> str:
 
 
 # Validators: each takes the key (for its message) and the value, and returns the value in
-# force or raises ConfigurationError naming both.
+# force or raises ConfigurationError naming both. A route option is checked by the validator
+# of its config key (or by its own, below, when it has none), under the option's name.
 
 
 def validate_tracker_url(key: str, value: object) -> str:
@@ -150,6 +167,97 @@ def validate_bool(key: str, value: object) -> bool:
     return value
 
 
+def validate_landing_id(key: str, value: object) -> int | None:
+    """Return a landing id as an ``int`` (``None``: none), or raise ``ConfigurationError``.
+
+    A whole number from 1 to :data:`MAX_ID`, or a string of its ASCII digits: the tracker
+    answers any other ``landing_id`` with HTTP 400, on every visit.
+    """
+    if value is None:
+        return None
+    number = value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ID:
+        raise ConfigurationError(
+            key, value, f"must be a landing id: a whole number from 1 to {MAX_ID} (or its digits)"
+        )
+    return number
+
+
+#: What ``referrer`` takes besides a URL: the URL of the request itself.
+CURRENT_PAGE = "current_page"
+
+
+def validate_referrer(key: str, value: object) -> str | None:
+    """Return ``None``, ``"current_page"`` or an absolute http(s) URL, or raise.
+
+    The value is sent as both ``referrer`` and ``se_referrer`` in place of the visitor's own
+    ``Referer``; ``"current_page"`` sends the URL of the request.
+    """
+    if value is None:
+        return None
+    if value == CURRENT_PAGE:
+        return CURRENT_PAGE
+    reason = f'must be None, "{CURRENT_PAGE}" or an absolute http(s) URL'
+    if not isinstance(value, str) or any(c.isspace() for c in value) or URL_CONTROL.search(value):
+        raise ConfigurationError(key, value, reason)
+    try:
+        value.encode("utf-8")
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise ConfigurationError(key, value, f"{reason} ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigurationError(key, value, reason)
+    return value
+
+
+def validate_consent(key: str, value: object) -> Consent | None:
+    """Return the consent rule (``None``: no rule, cookies are set as usual), or raise."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            key, value, "must be None or a callable taking the request (True, False or None)"
+        )
+    return cast("Consent | None", value)
+
+
+def validate_landing(key: str, value: object) -> Landing:
+    """Return a landing: a template name (a non-empty string) or a callable; else raise."""
+    if callable(value) or (isinstance(value, str) and value.strip()):
+        return cast(Landing, value)
+    raise ConfigurationError(
+        key,
+        value,
+        "must be a template name or a callable taking the click and returning a response",
+    )
+
+
+def validate_landings(key: str, value: object) -> Mapping[int, Landing] | None:
+    """Return a read-only copy of a landings map (``None``: no landings), or raise.
+
+    Each key is a landing id as the tracker sends it in ``info.landing_id`` (an ``int`` from
+    1 to :data:`MAX_ID`; ``"101"`` is refused, since the tracker's id would never match it),
+    each value a landing (:func:`validate_landing`).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(
+            key, value, "must be a mapping of landing ids to template names or callables"
+        )
+    out: dict[int, Landing] = {}
+    for landing_id, landing in value.items():
+        if isinstance(landing_id, bool) or not isinstance(landing_id, int):
+            raise ConfigurationError(
+                key, landing_id, f"a key must be a landing id, an int from 1 to {MAX_ID}"
+            )
+        if not 0 < landing_id <= MAX_ID:
+            raise ConfigurationError(key, landing_id, f"a landing id is from 1 to {MAX_ID}")
+        out[landing_id] = validate_landing(f"{key}[{landing_id}]", landing)
+    return MappingProxyType(out)
+
+
 def _one_of(*choices: str) -> Callable[[str, object], Any]:
     def validate(key: str, value: object) -> str:
         if value not in choices:
@@ -251,6 +359,10 @@ def _masked_url(value: object) -> str:
     return "None" if value is None else repr(postback_url_hint(str(value)))
 
 
+def _callable_name(value: object) -> str:
+    return "None" if value is None else str(getattr(value, "__qualname__", "callable"))
+
+
 def _key(
     default: object,
     validate: Callable[[str, Any], T],
@@ -288,6 +400,7 @@ class KeitaroConfig:
     restore: bool = _key(True, validate_bool)
     restore_from_query: bool = _key(False, validate_bool)
     prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
+    consent: Consent | None = _key(None, validate_consent, show=_callable_name)
     pool_size: int = _key(32, _count(1))
     breaker_failures: int = _key(5, _count(0))
     breaker_cooldown: float = _key(30, _seconds)
@@ -329,3 +442,16 @@ DEFAULTS: dict[str, Any] = {key_name(item.name): item.default for item in fields
 
 #: Constructor options (the lower-case key without ``KEITARO_``) and the key each one sets.
 OPTIONS: dict[str, str] = {item.name: key_name(item.name) for item in fields(KeitaroConfig)}
+
+_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    item.name: item.metadata["validate"] for item in fields(KeitaroConfig)
+}
+
+
+def validate_option(name: str, value: object) -> Any:
+    """Check route option ``name`` with the validator of its config key, under the option's name.
+
+    ``Route("T", restore="no")`` and ``KEITARO_RESTORE = "no"`` fail in the same function, with
+    the same reason. Raise ``KeyError`` when ``name`` is not a config key.
+    """
+    return _VALIDATORS[name](name, value)

@@ -18,6 +18,10 @@ DEFAULT_COOKIES_TTL = 1
 #: The longest lifetime a cookie may be given: 400 days, the cap browsers apply (RFC 6265bis).
 MAX_COOKIE_AGE = 400 * 24 * 3600
 
+#: The longest ``name=value`` of a cookie a visitor may be set, as sent (quoted): browsers keep
+#: 4096 bytes a cookie, attributes included, and the extension's attributes need the rest.
+MAX_COOKIE = 3840
+
 
 def cookie_max_age(cookies_ttl: object) -> int:
     """The ``Max-Age`` in seconds of a cookie kept for ``cookies_ttl`` hours.

@@ -5,6 +5,7 @@ No message built here or by callers ever contains a campaign token or a postback
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import urlsplit
 
@@ -20,6 +21,15 @@ def hide_user_info(text: str) -> str:
 def token_hint(token: str) -> str:
     """The last 4 characters of a campaign token: all of it that logs, signals and the CLI show."""
     return token[-4:] if len(token) >= 8 else ""
+
+
+def token_digest(token: str) -> str:
+    """The hex SHA-256 of a campaign token: a name for it that gives the token away to no one.
+
+    The emulator's ``/emulator/campaigns.json`` names each campaign by it, and
+    ``flask keitaro check`` finds a route's campaign there by it.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def postback_url_hint(url: str) -> str:
@@ -51,7 +61,7 @@ class KeitaroError(Exception):
 
 
 class ConfigurationError(KeitaroError, ValueError):
-    """A ``KEITARO_*`` config value (or a constructor option) is invalid.
+    """A ``KEITARO_*`` config value, a constructor option or a route option is invalid.
 
     The message names the key and the bad value; a URL's user-info (``user:password@``) is
     shown as ``***``, in the message and in ``value`` alike.

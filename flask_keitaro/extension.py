@@ -11,17 +11,19 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, after_this_request, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
+from jinja2 import TemplateNotFound
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .cli import keitaro_cli
+from .checks import TOKEN_CONFIG_KEY, CampaignRoute
+from .click import Click
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .conversion import Conversion, postback_method
@@ -29,7 +31,6 @@ from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
 from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
-from .result import Click
 from .state import SecretKeys
 from .transport import HTTPSession, check_session
 
@@ -41,6 +42,9 @@ R = TypeVar("R")
 
 _EXTENSION_KEY = "keitaro"
 _G_CLICK = "_keitaro_click"
+#: The attribute of a decorated view holding its campaign route: the outermost decorator's,
+#: the one that clicks. ``functools.wraps`` carries it up through decorators stacked above.
+_ROUTE = "keitaro_route"
 
 
 class ViewDecorator(Protocol):
@@ -59,6 +63,29 @@ class KeitaroState:
     pipeline: Pipeline
     #: The app's postback client (``None`` without ``KEITARO_POSTBACK_URL``).
     postbacks: PostbackClient | None = None
+    #: The routes (by ``id``) whose landing templates were all found in the app.
+    landings_found: set[int] = field(default_factory=set)
+
+    def check_landings(self, app: Flask, route: Route) -> None:
+        """Every template ``route``'s landings name exists in ``app``, else raise.
+
+        Checked on the route's first request (a template may come from a blueprint or a
+        loader set up after the view is declared), for every landing, not only the one a
+        visitor drew; :exc:`~flask_keitaro.ConfigurationError` names the option and the
+        template, until it is there.
+        """
+        if id(route) in self.landings_found:
+            return
+        named = [(f"landings[{i}]", landing) for i, landing in (route.landings or {}).items()]
+        for option, landing in [*named, ("landing_default", route.landing_default)]:
+            if isinstance(landing, str):
+                try:
+                    app.jinja_env.get_template(landing)
+                except TemplateNotFound:
+                    raise ConfigurationError(
+                        option, landing, "is not a template of the app (no such file)"
+                    ) from None
+        self.landings_found.add(id(route))
 
     def report(self, sub_id: str | None, status: str = "lead", **options: Any) -> PostbackResult:
         """Report a conversion of the app (see :meth:`KeitaroExtension.postback`)."""
@@ -69,6 +96,21 @@ class KeitaroState:
     ) -> PostbackResult:
         """Report a conversion of a request's click (``current_click.postback``)."""
         return report(self.postbacks, self.config.enabled, sub_id, status, of_click=True, **options)
+
+    @staticmethod
+    def campaign_routes(app: Flask) -> tuple[CampaignRoute, ...]:
+        """Every view of ``app`` decorated with :func:`keitaro_campaign`, with its route.
+
+        Of campaign decorators stacked on one view, the outermost is the one that clicks, and
+        the one given.
+        """
+        found = []
+        for endpoint, view in app.view_functions.items():
+            route = getattr(view, _ROUTE, None)
+            if isinstance(route, Route):
+                rules = tuple(rule.rule for rule in app.url_map.iter_rules(endpoint))
+                found.append(CampaignRoute(endpoint, rules, route))
+        return tuple(found)
 
 
 def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., R]], Callable[P, R]]:
@@ -88,8 +130,9 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     Takes the campaign token and the route options of :class:`~flask_keitaro.pipeline.Route`;
     an option left ``None`` takes the app's config. When the tracker decides (a redirect, a
     page, a 404) the visitor gets its answer and the view does not run; otherwise the view
-    runs with :data:`current_click` set. Sync and ``async`` views work; ``OPTIONS`` requests
-    pass through without a click; stacked decorators click once.
+    runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
+    passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
+    stacked decorators click once.
     """
     route = Route(*args, **kwargs)
 
@@ -104,18 +147,45 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
-            outcome = state.pipeline.run(route, req, sender=app, secret_keys=_secret_keys(app))
-            outcome.click.reporter = state.report_click
+            if route.landings is not None:
+                state.check_landings(app, route)
+            outcome = state.pipeline.run(
+                route, req, sender=app, secret_keys=_secret_keys(app), reporter=state.report_click
+            )
             app_g.setdefault(_G_CLICK, outcome.click)
             if outcome.unavailable:
+                # Finished as every touched response is, the app's errorhandler(503) page too.
+                after_this_request(outcome.finish)
                 raise ServiceUnavailable()
             if outcome.response is not None:
                 return outcome.response
             return outcome.finish(app.make_response(run_view(*view_args, **view_kwargs)))
 
+        setattr(wrapper, _ROUTE, route)
         return cast(F, wrapper)
 
     return decorator
+
+
+def render_landing(**context: Any) -> ResponseReturnValue:
+    """Show the landing the tracker chose for this click: ``current_click.landing``.
+
+    A template name is rendered with ``context`` (Flask's ``render_template``); a callable is
+    called as ``landing(current_click, **context)`` and its response returned. Call it in a
+    view decorated with :func:`keitaro_campaign` given ``landings`` and ``landing_default``.
+
+    :raises RuntimeError: the route has no ``landings``.
+    """
+    click = _get_click()
+    landing = click.landing
+    if landing is None:
+        raise RuntimeError(
+            "render_landing() needs a route with landings: give keitaro_campaign"
+            " landings={id: template, ...} and landing_default=..."
+        )
+    if isinstance(landing, str):
+        return render_template(landing, **context)
+    return cast(ResponseReturnValue, landing(click, **context))
 
 
 def token_from_config(key: str) -> Callable[[Request], str | None]:
@@ -123,7 +193,8 @@ def token_from_config(key: str) -> Callable[[Request], str | None]:
 
     ``@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))`` lets views be defined at
     import time while tokens come from the environment; a missing or empty value means no
-    click for the request (the view runs with an empty click).
+    click for the request (the view runs with an empty click). ``flask keitaro check`` names
+    every route whose key is missing.
     """
 
     def token(request: Request) -> str | None:
@@ -134,6 +205,7 @@ def token_from_config(key: str) -> Callable[[Request], str | None]:
         return value or None
 
     token.__qualname__ = f"token_from_config({key!r})"
+    setattr(token, TOKEN_CONFIG_KEY, key)  # what ``flask keitaro check`` looks up
     return token
 
 
@@ -200,7 +272,6 @@ class KeitaroExtension:
         if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:
             app.before_request(_note_no_threads())
         app.context_processor(_template_globals)
-        app.cli.add_command(keitaro_cli)
         if not app.secret_key and config.restore and config.enabled:
             logger.warning(
                 "SECRET_KEY is not set: the Keitaro click state cookie is off,"

@@ -2,14 +2,16 @@
 
 Never forwarded to the tracker: the app's session and state cookies, credentials and
 credential-like cookies and headers (:func:`is_private_name`), plus the names the site adds.
-Always forwarded: the uniqueness cookie and the cookies the tracker set.
+Always forwarded: the uniqueness cookie and the cookies the tracker set, unless the rule
+covers their names. The same rule holds the other way: the tracker never sets a cookie it
+covers (:meth:`Forwarding.covers_cookie`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .characters import FORWARDED_VALUE_CONTROL, is_token
@@ -67,8 +69,8 @@ class Forwarding:
     ``private_cookies`` and ``private_headers`` are lower-case names never forwarded, on top
     of :func:`is_private_name` (the app's session and state cookies are among them);
     ``forward_cookies`` are cookie names forwarded despite the rule; ``tracker_cookies`` are
-    the cookies the tracker set: always forwarded, and the last ones trimmed. A name in
-    ``private_cookies`` is never forwarded, whatever the other sets say.
+    the cookies the tracker set: forwarded, and the last ones trimmed. A cookie the rule
+    covers (:meth:`covers_cookie`) is never forwarded, whatever the other sets say.
     """
 
     private_cookies: frozenset[str] = frozenset()
@@ -93,6 +95,32 @@ class Forwarding:
             frozenset(tracker_cookies),
         )
 
+    def covers_cookie(self, name: str) -> bool:
+        """Whether the private-data rule covers the cookie ``name``, in both directions.
+
+        Such a cookie never leaves the site, and the tracker never sets it (from its
+        ``cookies`` map or a replayed ``Set-Cookie``) nor has it forwarded as its own. A name
+        in ``private_cookies`` always is; any other is when :func:`is_private_name` says so,
+        unless ``forward_cookies`` names it exactly (the site's one exception, both ways).
+        """
+        if self.private_cookies and name.lower() in self.private_cookies:
+            return True
+        return name not in self.forward_cookies and is_private_name(name)
+
+    def keeps_back(self, cookie: str) -> bool:
+        """Whether the cookie called ``cookie`` is one the site keeps from the tracker."""
+        return cookie.lower() in self.private_cookies
+
+    def withholding_tracker_cookies(self, uniqueness_cookie: str) -> Forwarding:
+        """The same rule with the visitor's stored tracker cookies kept back.
+
+        Without the visitor's consent neither the uniqueness cookie nor a cookie the tracker
+        set (``tracker_cookies``) leaves the site: they count as private.
+        """
+        withheld = {uniqueness_cookie, *self.tracker_cookies}
+        private = self.private_cookies | {name.lower() for name in withheld}
+        return replace(self, private_cookies=private, tracker_cookies=frozenset())
+
 
 def header_forwardable(name: str, forwarding: Forwarding) -> bool:
     """Whether a header called ``name`` may go to the tracker in ``original_headers``."""
@@ -109,9 +137,10 @@ def forwarded_cookies(
 ) -> tuple[str, int]:
     """The ``Cookie`` header to forward, at most ``room`` characters, and how many were cut.
 
-    Private cookies are left out (and any with a control character). The uniqueness cookie
-    and the tracker's cookies are always kept and are the last ones trimmed; the others keep
-    their order, and one that does not fit is left out.
+    Private cookies are left out (and any with a control character), whatever
+    ``tracker_cookies`` says. The uniqueness cookie and the tracker's cookies are kept and
+    are the last ones trimmed; the others keep their order, and one that does not fit is
+    left out.
     """
     if not cookie_header:
         return "", 0
@@ -122,12 +151,12 @@ def forwarded_cookies(
         if not part or (control and FORWARDED_VALUE_CONTROL.search(part)):
             continue
         name = part.split("=", 1)[0].rstrip()
-        if name.lower() in forwarding.private_cookies:
-            continue
-        if name == uniqueness_cookie or name in forwarding.tracker_cookies:
-            parts.append((part, True))
-        elif name in forwarding.forward_cookies or not is_private_name(name):
-            parts.append((part, False))
+        if name == uniqueness_cookie:
+            # The site's own name for it: only a name the site lists as private holds it back.
+            if name.lower() not in forwarding.private_cookies:
+                parts.append((part, True))
+        elif not forwarding.covers_cookie(name):
+            parts.append((part, name in forwarding.tracker_cookies))
     total = sum(len(part) for part, _ in parts) + 2 * (len(parts) - 1)
     if total <= room:
         return "; ".join(part for part, _ in parts), 0

@@ -11,25 +11,45 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from . import signals
-from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
+from .click import Click, Reporter
 from .client import ClickAPIClient
-from .config import KeitaroConfig, SendParams, validate_send_params
+from .config import (
+    CURRENT_PAGE,
+    OPTIONS,
+    Consent,
+    KeitaroConfig,
+    Landing,
+    SendParams,
+    validate_bool,
+    validate_landing,
+    validate_landing_id,
+    validate_landings,
+    validate_option,
+    validate_referrer,
+)
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
-from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
+from .errors import (
+    BreakerOpen,
+    ConfigurationError,
+    InvalidTrackerResponse,
+    TrackerError,
+    token_hint,
+)
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
-from .replay import ReplayScope, to_response
-from .result import Click, ClickResult
+from .replay import ReplayScope, decide, finish_headers
+from .result import ClickInfo
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .transport import HTTPSession
-from .visitor import Visitor, is_prefetch
+from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -39,8 +59,8 @@ PerRequest = str | Callable[[Request], str | None]
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
 
-#: What every response the click touched says to shared caches (CDNs, proxies).
-NO_STORE = "private, no-store"
+#: How many unknown (route, landing id) pairs are logged, each once.
+MAX_UNKNOWN_LANDINGS = 1024
 
 
 @dataclass(frozen=True, repr=False)
@@ -52,23 +72,43 @@ class Route:
     options: :func:`~flask_keitaro.keitaro_campaign`, :meth:`KeitaroExtension.campaign
     <flask_keitaro.KeitaroExtension.campaign>` and the middleware all take its fields.
 
-    :param token: the campaign token, or a callable taking the request and returning it
-        (``None``: no click for that request; the view runs with an empty click).
-    :param force_redirect_offer: ``True`` sends ``force_redirect_offer=1`` (straight to the
-        offer).
-    :param landing_id: sent as ``landing_id``.
+    Every option is checked when the route is made, at decoration (or when the middleware is
+    made): a bad value raises :exc:`~flask_keitaro.ConfigurationError` (a ``ValueError``)
+    naming the option and the value, never a token. An option with a config key is checked
+    by that key's validator, so ``restore="no"`` fails as ``KEITARO_RESTORE = "no"`` does.
+
+    :param token: the campaign token (a non-empty string), or a callable taking the request
+        and returning it (``None``: no click for that request; the view runs with an empty
+        click).
+    :param force_redirect_offer: ``True`` or ``False``; ``True`` sends
+        ``force_redirect_offer=1`` (straight to the offer).
+    :param landing_id: a landing id, sent as ``landing_id``: a whole number from 1 to
+        2147483647, or a string of its digits (kept as an ``int``).
     :param keyword: a string, or a callable taking the request and returning one (or ``None``).
     :param send_params: which visitor query parameters go to the tracker: ``"all"``,
         ``"utm"``, ``"none"`` or a list of names.
-    :param log: ``True`` asks the tracker for its processing log.
-    :param restore: ``False`` always clicks: never restores from the state cookie or a link.
-    :param referrer: ``"current_page"`` sends the current URL as the referrer.
+    :param log: ``True`` or ``False``; ``True`` asks the tracker for its processing log.
+    :param restore: ``True`` or ``False``; ``False`` always clicks: never restores from the
+        state cookie or a link.
+    :param referrer: ``None`` (the visitor's own ``Referer``), ``"current_page"`` (the URL of
+        the request) or an absolute ``http(s)://`` URL; sent as both ``referrer`` and
+        ``se_referrer``.
     :param params: the site's own extra fields, name -> a string or a callable taking the
         request (``None``: not sent). Sent after the visitor's parameters, they beat one of the
         same name and are never dropped (a value is cut at 2048 bytes); at most 20, and a name
         of the call's own fields is refused.
-    :param replay: ``False`` always runs the view: ``current_click.acted`` tells whether the
-        tracker decided and ``current_click.response`` is what the visitor would have got.
+    :param replay: ``True`` or ``False``; ``False`` always runs the view:
+        ``current_click.acted`` tells whether the tracker decided and
+        ``current_click.response`` is what the visitor would have got.
+    :param landings: the site's own pages for the landings the tracker rotates: landing id
+        (an ``int``, as in ``info.landing_id``) -> a template name, or a callable taking the
+        click (and the keyword arguments of :func:`~flask_keitaro.render_landing`) and
+        returning a response. ``current_click.landing`` is the one chosen.
+    :param landing_default: what a click with no ``landing_id``, an id not in ``landings``,
+        or no click at all (the tracker down, fail-open) shows; required with ``landings``.
+    :param consent: the consent rule, a callable taking the request and answering ``True``,
+        ``False`` or ``None`` (see :data:`KEITARO_CONSENT`); until it says ``True`` the
+        extension sets no cookie and forwards none of the tracker's.
     """
 
     token: PerRequest
@@ -81,27 +121,62 @@ class Route:
     referrer: str | None = None
     params: Mapping[str, PerRequest] | None = None
     replay: bool = True
+    landings: Mapping[int, Landing] | None = None
+    landing_default: Landing | None = None
+    consent: Consent | None = None
 
     def __post_init__(self) -> None:
-        if not callable(self.token) and (not isinstance(self.token, str) or not self.token.strip()):
-            raise ValueError(
-                "a campaign route needs a non-empty campaign token string or a callable"
+        token = self.token
+        if not callable(token) and not (isinstance(token, str) and token.strip()):
+            # Only a blank token is shown: anything else may be a secret put in the wrong place.
+            shown = token if token is None or isinstance(token, str) else type(token).__name__
+            raise ConfigurationError(
+                "token", shown, "must be a campaign token string or a callable taking the request"
             )
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in OPTIONS and value is not None:
+                object.__setattr__(self, item.name, validate_option(item.name, value))
+        object.__setattr__(self, "landing_id", validate_landing_id("landing_id", self.landing_id))
+        validate_referrer("referrer", self.referrer)
+        validate_bool("replay", self.replay)
+        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
+            raise ConfigurationError(
+                "keyword", self.keyword, "must be a string, a callable taking the request, or None"
+            )
+        if self.params is not None and not isinstance(self.params, Mapping):
+            raise ConfigurationError("params", self.params, "must be a mapping of names to values")
         if len(self.params or {}) > MAX_SITE_PARAMS:
-            raise ValueError(f"params: at most {MAX_SITE_PARAMS} fields of the site's own")
+            raise ConfigurationError(
+                "params", f"{len(self.params or {})} fields", f"at most {MAX_SITE_PARAMS}"
+            )
         for name, value in (self.params or {}).items():
             if not isinstance(name, str) or not is_safe_name(name):
-                raise ValueError(
-                    f"params: {name!r} cannot be sent: names are 1-64 of A-Z a-z 0-9 _ - and"
-                    " not one of the Click API call's own fields"
+                raise ConfigurationError(
+                    "params",
+                    name,
+                    "cannot be sent under this name: names are 1-64 of A-Z a-z 0-9 _ - and"
+                    " not one of the Click API call's own fields",
                 )
             if not (isinstance(value, str) or callable(value)):
-                raise TypeError(f"params: the value of {name!r} must be a string or a callable")
-        if self.send_params is not None:
-            send_params = validate_send_params("send_params", self.send_params)
-            object.__setattr__(self, "send_params", send_params)
-        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
-            raise TypeError("keyword must be a string, a callable taking the request, or None")
+                raise ConfigurationError(
+                    f"params[{name!r}]", value, "must be a string or a callable taking the request"
+                )
+        object.__setattr__(self, "landings", validate_landings("landings", self.landings))
+        if self.landing_default is not None:
+            validate_landing("landing_default", self.landing_default)
+        if (self.landings is None) != (self.landing_default is None):
+            given, missing = (
+                ("landings", "landing_default")
+                if self.landing_default is None
+                else ("landing_default", "landings")
+            )
+            raise ConfigurationError(
+                missing,
+                None,
+                f"is needed with {given}: landing_default is what a click with no or an"
+                " unknown landing_id shows, and the tracker being down too",
+            )
 
     def __repr__(self) -> str:
         shown = [
@@ -120,6 +195,34 @@ class Route:
         """The campaign token for ``request`` (``None``: no click)."""
         token = self.token(request) if callable(self.token) else self.token
         return token or None
+
+    def consent_for(self, request: Request, config: KeitaroConfig) -> bool | None:
+        """The visitor's answer to the consent rule in force (``True`` without a rule).
+
+        A rule that raises, or answers anything but ``True``, ``False`` or ``None``, is
+        logged and counts as ``None`` (not asked): no cookie, and never an error page.
+        """
+        rule = self.option("consent", config)
+        if rule is None:
+            return True
+        try:
+            answer = rule(request)
+        except Exception:
+            logger.warning(
+                "The Keitaro consent rule %s raised: counted as not asked (no cookies)",
+                getattr(rule, "__qualname__", "callable"),
+                exc_info=True,
+            )
+            return None
+        if answer is None or isinstance(answer, bool):
+            return answer
+        logger.warning(
+            "The Keitaro consent rule %s answered a %s, not True, False or None: counted as"
+            " not asked (no cookies)",
+            getattr(rule, "__qualname__", "callable"),
+            type(answer).__name__,
+        )
+        return None
 
     def option(self, name: str, config: KeitaroConfig) -> Any:
         """The value of option ``name`` in force: the route's own, else the app's config."""
@@ -146,7 +249,7 @@ class Route:
             keyword=keyword,
             send_params=self.option("send_params", config),
             log=self.option("log", config),
-            referrer=request.url if self.referrer == "current_page" else self.referrer,
+            referrer=current_url(request) if self.referrer == CURRENT_PAGE else self.referrer,
             params=tuple(params),
             forwarding=forwarding or Forwarding(),
         )
@@ -166,7 +269,7 @@ class Outcome:
     unavailable: bool = False
     cookies: tuple[SetCookie, ...] = ()
     policy: CookiePolicy = field(default_factory=CookiePolicy)
-    #: False when the request was let through untouched (``OPTIONS``).
+    #: False when the request was let through untouched (a CORS preflight, no token).
     touched: bool = True
 
     def finish(self, response: Response) -> Response:
@@ -181,13 +284,8 @@ class Outcome:
 
     def finish_headers(self, headers: Headers) -> None:
         """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
-        if not self.touched:
-            return
-        for cookie in self.cookies:
-            self.policy.set(headers, cookie)
-        # getlist, not "in": werkzeug answers "in" by raising and catching a KeyError.
-        if not headers.getlist("Cache-Control"):
-            headers.add("Cache-Control", NO_STORE)
+        if self.touched:
+            finish_headers(headers, self.cookies, self.policy)
 
 
 class Pipeline:
@@ -206,8 +304,6 @@ class Pipeline:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         #: Cookies of the site that the tracker may never set nor read.
         self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: Cookies named like these are never set from the tracker's ``cookies`` map.
-        self.protected_cookies = frozenset((*self.private_cookies, config.uniqueness_cookie))
         #: The cookie attributes for a plain (False) and a secure (True) request.
         self._policies = {
             secure: CookiePolicy(
@@ -216,12 +312,16 @@ class Pipeline:
             )
             for secure in (False, True)
         }
+        #: (route, landing id) pairs already logged as not in the route's landings.
+        self._unknown_landings: set[tuple[int, int]] = set()
         #: What of the visitor may leave the site, before the tracker's own cookies are known.
         self.forwarding = Forwarding.of(
             private_cookies=(*self.private_cookies, *config.private_cookies),
             private_headers=config.private_headers,
             forward_cookies=config.forward_cookies,
         )
+        #: What replay must know of the site: the same private-data rule, the other way.
+        self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
 
     @classmethod
     def from_config(
@@ -257,82 +357,83 @@ class Pipeline:
         *,
         sender: Any,
         secret_keys: SecretKeys = (),
+        reporter: Reporter | None = None,
     ) -> Outcome:
         """Decide the click of ``request`` on ``route``: one straight line, one outcome.
 
         ``sender`` is what signals are sent with (the Flask app, or the middleware);
-        ``secret_keys`` sign the state cookie (none: no state).
+        ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
+        click's ``postback`` reports through (the door's own).
         """
-        token = None if request.method == "OPTIONS" else route.token_for(request)
-        if token is None or not self.config.enabled:
-            return Outcome(Click.empty(), touched=False)
+        preflight = is_cors_preflight(request)
+        token = None if preflight else route.token_for(request)
         config = self.config
+        if token is None or not config.enabled:
+            # No click, and no cookie either way; the view still learns the visitor's answer.
+            consented = True if preflight else route.consent_for(request, config)
+            empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
+            return Outcome(empty, touched=False)
+        consented = route.consent_for(request, config)
+        made = partial(self._click, route, reporter=reporter, consented=consented)
         prefetch = is_prefetch(request)
-        policy = self._policy(request.is_secure)
+        policy = self._policies[request.is_secure]
         if prefetch and config.prefetch == "skip":
-            return Outcome(Click.empty(), policy=policy)
+            return Outcome(made(None), policy=policy)
 
         restore = route.option("restore", config)
         state = self._load_state(request, secret_keys) if restore else None
-        if restore:
-            restored = self._restore(token, request, state)
-            if restored is not None:
-                signals.click_restored.send(sender, click=restored)
-                cookies = self._state_cookies(prefetch, state)
-                return Outcome(restored, cookies=cookies, policy=policy)
+        withheld = None
+        if consented is not True:
+            # Without consent no cookie of the visitor's serves the click: the state restores
+            # nothing and is not written, and the tracker's cookies are not forwarded.
+            withheld = self._forwarding(state).withholding_tracker_cookies(config.uniqueness_cookie)
+            state = None
+        restored = self._restore(token, request, state, made) if restore else None
+        if restored is not None:
+            signals.click_restored.send(sender, click=restored)
+            return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
 
         allowed, change = self.breaker.allow()
         _announce(change, sender)
         if not allowed:
             skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
-            logger.debug("Keitaro click skipped (%s)", skipped.kind)
-            signals.click_failed.send(sender, error=skipped, elapsed=0.0)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(skipped, None, sender, made(None), policy)
         # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
         visitor = Visitor.from_request(
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
         )
-        options = route.click_options(config, request, self._forwarding(state))
+        options = route.click_options(config, request, withheld or self._forwarding(state))
         signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            scope = ReplayScope(visitor.host, self.protected_cookies)
-            replayed = to_response(result, scope) if result.acted else None
+            verdict = decide(result, visitor, self.replay_scope, consented=consented)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            elapsed = time.perf_counter() - started
-            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
-            _announce(self.breaker.record(error), sender)
-            signals.click_failed.send(sender, error=error, elapsed=elapsed)
-            return Outcome(Click.empty(), unavailable=config.fail_mode == "closed", policy=policy)
+            return self._failed(error, started, sender, made(None), policy)
 
         _announce(self.breaker.record(None), sender)
-        click = Click(result.info, tracker_url=config.tracker_url, log=result.log, raw=result.raw)
+        click = made(
+            result.info,
+            log=result.log,
+            raw=result.raw,
+            acted=verdict.acted,
+            # replay=False: the view gets the tracker's answer; its own response is finished.
+            response=None if route.replay else verdict.response,
+        )
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
-        tracker_cookies = self._tracker_cookies(result)
-        cookies = self._new_cookies(visitor, result, tracker_cookies)
-        outcome = Outcome(click, cookies=cookies, policy=policy)
-        if replayed is not None:
-            # The tracker's word on caching is not taken: its answer is this visitor's alone.
-            del replayed.headers["Cache-Control"]
-            click.acted = True
+        outcome = Outcome(click, cookies=verdict.cookies, policy=policy)
+        if verdict.response is not None:
             if route.replay:
-                outcome.response = outcome.finish(replayed)
-            else:
-                click.response = replayed  # finished with the view's own response
+                outcome.response = outcome.finish(verdict.response)
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
-            names = [name for name, _ in tracker_cookies if name != self.config.uniqueness_cookie]
-            state.put(token, result.info, cookie_max_age(result.cookies_ttl), cookies=names)
+            state.put(token, result.info, verdict.max_age, cookies=verdict.tracker_cookies)
             outcome.cookies += self._state_cookies(visitor.is_prefetch, state)
         return outcome
-
-    def _policy(self, is_secure: bool) -> CookiePolicy:
-        return self._policies[is_secure]
 
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
@@ -350,7 +451,85 @@ class Pipeline:
             return self.forwarding
         return replace(self.forwarding, tracker_cookies=names)
 
-    def _restore(self, token: str, request: Request, state: ClickState | None) -> Click | None:
+    def _click(
+        self,
+        route: Route,
+        info: ClickInfo | None,
+        *,
+        reporter: Reporter | None,
+        consented: bool | None,
+        **made: Any,
+    ) -> Click:
+        """The request's click: ``info`` (``None``: no click) with its landing and consent."""
+        landing_id = info.landing_id if info is not None else None
+        return Click(
+            info,
+            tracker_url=self.config.tracker_url if info is not None else "",
+            reporter=reporter,
+            landing=self.landing_for(route, landing_id),
+            consented=consented,
+            **made,
+        )
+
+    def landing_for(self, route: Route, landing_id: int | None) -> Landing | None:
+        """What ``route`` shows for ``landing_id``: its landing, else its ``landing_default``.
+
+        An id the route's ``landings`` do not have is logged once per route and id (at most
+        ``MAX_UNKNOWN_LANDINGS`` are remembered: a tracker cannot fill the log or memory).
+        """
+        landings = route.landings
+        if landings is None:
+            return None
+        if landing_id is None:
+            return route.landing_default
+        landing = landings.get(landing_id)
+        if landing is not None:
+            return landing
+        seen = (id(route), landing_id)
+        if (
+            seen not in self._unknown_landings
+            and len(self._unknown_landings) < MAX_UNKNOWN_LANDINGS
+        ):
+            self._unknown_landings.add(seen)
+            logger.warning(
+                "Keitaro landing_id %d is not in the route's landings (%s): landing_default"
+                " is shown",
+                landing_id,
+                ", ".join(map(str, landings)),
+            )
+        return route.landing_default
+
+    def _failed(
+        self,
+        error: TrackerError,
+        started: float | None,
+        sender: Any,
+        empty: Click,
+        policy: CookiePolicy,
+    ) -> Outcome:
+        """No click: ``error`` is logged and signalled, and the fail mode decides.
+
+        ``started`` is when the failed call began (``None``: the breaker stopped it). The
+        outcome is the view with the ``empty`` click (``"open"``) or a 503 (``"closed"``).
+        """
+        elapsed = 0.0
+        if started is None:
+            logger.debug("Keitaro click skipped (%s)", error.kind)
+        else:
+            elapsed = time.perf_counter() - started
+            logger.warning("Keitaro click failed (%s): %s", error.kind, error)
+            _announce(self.breaker.record(error), sender)
+        signals.click_failed.send(sender, error=error, elapsed=elapsed)
+        unavailable = self.config.fail_mode == "closed"
+        return Outcome(empty, unavailable=unavailable, policy=policy)
+
+    def _restore(
+        self,
+        token: str,
+        request: Request,
+        state: ClickState | None,
+        made: Callable[..., Click],
+    ) -> Click | None:
         """A click restored from the state cookie, or from a ``?_subid=&_token=`` link.
 
         A real click in the state is never replaced by a link (a crafted link must not credit
@@ -361,59 +540,20 @@ class Pipeline:
         """
         stored = state.find(token) if state is not None else None
         if stored is not None and not stored.from_link:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="state")
+            return made(stored.info, restored="state")
         link = info_from_query(request.args) if self.config.restore_from_query else None
         if link is not None:
             if state is not None:
                 state.put(token, link, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
-            return Click(link, tracker_url=self.config.tracker_url, restored="link")
+            return made(link, restored="link")
         if stored is not None:
-            return Click(stored.info, tracker_url=self.config.tracker_url, restored="link")
+            return made(stored.info, restored="link")
         return None
 
     def _state_cookies(self, prefetch: bool, state: ClickState | None) -> tuple[SetCookie, ...]:
         if state is None or not state.changed or prefetch:
             return ()
         return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
-
-    def _tracker_cookies(self, result: ClickResult) -> list[tuple[str, str]]:
-        """The tracker's valid cookies and the uniqueness cookie, as name-value pairs."""
-        candidates = []
-        for name, value in result.cookies.items():
-            if name in self.protected_cookies:
-                logger.warning("Dropped a tracker cookie named like the site's own: %.40r", name)
-            else:
-                candidates.append((name, value))
-        if result.uniqueness_cookie:
-            candidates.append((self.config.uniqueness_cookie, result.uniqueness_cookie))
-        out = []
-        for name, value in candidates:
-            problem = cookie_problem(name, value)
-            if problem is not None:
-                logger.warning(
-                    "Dropped an invalid cookie from the tracker's answer: %.40r (%s)", name, problem
-                )
-            else:
-                out.append((name, value))
-        return out
-
-    @staticmethod
-    def _new_cookies(
-        visitor: Visitor, result: ClickResult, cookies: list[tuple[str, str]]
-    ) -> tuple[SetCookie, ...]:
-        """The tracker's ``cookies`` to set, for ``cookies_ttl`` hours.
-
-        A link preview gets none (it must not use up the visitor's uniqueness); a cookie the
-        visitor already holds with the same value is not set again.
-        """
-        if visitor.is_prefetch:
-            return ()
-        max_age = cookie_max_age(result.cookies_ttl)
-        return tuple(
-            SetCookie(name, value, max_age)
-            for name, value in cookies
-            if visitor.cookies.get(name) != value
-        )
 
 
 def _announce(change: BreakerChange | None, sender: Any) -> None:

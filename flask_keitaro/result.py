@@ -1,4 +1,4 @@
-"""ClickResult, ClickInfo and Click: the tracker's JSON answer, parsed and validated."""
+"""ClickResult and ClickInfo: the tracker's JSON answer, parsed and type-checked."""
 
 from __future__ import annotations
 
@@ -6,24 +6,12 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
-from urllib.parse import urlencode
+from typing import Any, TypeGuard
 
-from .bounds import answer_headers, final_status, log_dropped, value_problem
-from .conversion import Conversion, click_postback_method
 from .errors import InvalidTrackerResponse
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from werkzeug.wrappers import Response
-
-    from .postback import PostbackResult
-
+#: The levels at which the tracker tells whether a visitor is unique.
 UNIQUENESS_LEVELS = ("campaign", "stream", "global")
-
-#: Where a click made without a call came from: the state cookie, or a link.
-Restored = Literal["state", "link"]
 
 
 def _bad(field_name: str, value: object, expected: str) -> InvalidTrackerResponse:
@@ -138,17 +126,19 @@ class ClickInfo:
 
 @dataclass(frozen=True)
 class ClickResult:
-    """A validated Click API v3 answer; ``acted`` tells whether the tracker decided."""
+    """A Click API v3 answer, parsed and type-checked: each field as the tracker sent it.
 
-    #: The ``status`` field when it is a final status (200-599); any other is left out.
+    What of it may reach a visitor, and whether the tracker acted, is decided by
+    :func:`flask_keitaro.replay.decide`.
+    """
+
+    #: The ``status`` field (an integer, or ``None`` when absent).
     status: int | None = None
-    #: The ``headers`` a visitor may get, as ``(name, value)`` pairs: status lines and what
-    #: breaks a bound left out, the ``Location`` made a URI.
-    headers: tuple[tuple[str, str], ...] = ()
-    #: The status set by an ``HTTP/1.1 404 Not Found`` style line inside ``headers``.
-    header_status: int | None = None
+    #: The ``headers`` lines, as the tracker sent them.
+    headers: tuple[str, ...] = ()
+    #: The ``body``, base64-decoded when ``contentType`` names an image or a PDF.
     body: bytes = b""
-    #: The ``contentType`` field; ``None`` when absent or not a valid header value.
+    #: The ``contentType`` field.
     content_type: str | None = None
     uniqueness_cookie: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
@@ -161,26 +151,16 @@ class ClickResult:
 
     @classmethod
     def parse(cls, data: object) -> ClickResult:
-        """Validate the decoded JSON of an answer; raise ``InvalidTrackerResponse`` if bad."""
+        """Type-check the decoded JSON of an answer; raise ``InvalidTrackerResponse`` if bad."""
         if not isinstance(data, dict):
             raise _bad("(answer)", data, "a JSON object")
-        notes: list[str] = []
-        status = _opt_int(data, "status")
-        if status is not None and final_status(status) is None:
-            notes.append(f"status {str(status)[:12]} (not a final status 200-599)")
-            status = None
-
         headers = data.get("headers")
         if headers is None or headers == {}:
             headers = []
         if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
             raise _bad("headers", headers, "a list of strings")
-        pairs, header_status = answer_headers(headers, notes)
 
         content_type = _opt_str(data, "contentType")
-        if content_type is not None and value_problem(content_type):
-            notes.append(f"contentType ({value_problem(content_type)})")
-            content_type = None
         body_text = data.get("body")
         if body_text is not None and not isinstance(body_text, str):
             raise _bad("body", body_text, "a string")
@@ -210,11 +190,9 @@ class ClickResult:
         if not isinstance(log, list) or not all(isinstance(line, str) for line in log):
             raise _bad("log", log, "a list of strings")
 
-        log_dropped(notes)
         return cls(
-            status=status,
-            headers=pairs,
-            header_status=header_status,
+            status=_opt_int(data, "status"),
+            headers=tuple(headers),
             body=body,
             content_type=content_type,
             uniqueness_cookie=_opt_str(data, "uniqueness_cookie") or None,
@@ -224,159 +202,3 @@ class ClickResult:
             info=ClickInfo.parse(_object(data, "info")),
             raw=data,
         )
-
-    @property
-    def location(self) -> str | None:
-        """The value of the first ``Location`` header, if the tracker sent one."""
-        for name, value in self.headers:
-            if name.lower() == "location" and value:
-                return value
-        return None
-
-    @property
-    def effective_status(self) -> int:
-        """The status the visitor gets when the tracker acted."""
-        status = self.header_status or self.status
-        if self.location is not None and (status is None or status < 300):
-            return 302
-        return status or 200
-
-    @property
-    def acted(self) -> bool:
-        """True when the tracker decided what the visitor gets (the view must not run)."""
-        if self.body or self.location is not None:
-            return True
-        status = self.header_status or self.status
-        return status is not None and status >= 300
-
-
-class Click:
-    """The object behind ``current_click``: a click's data, and an offer link maker.
-
-    It is falsy when there is no click (the tracker could not be reached and the
-    fail mode is ``"open"``, or a prefetch was skipped); its fields are then ``None`` or empty.
-    """
-
-    def __init__(
-        self,
-        info: ClickInfo | None = None,
-        *,
-        tracker_url: str = "",
-        log: tuple[str, ...] = (),
-        raw: Mapping[str, Any] | None = None,
-        restored: Restored | None = None,
-    ) -> None:
-        self._info = info
-        self._tracker_url = tracker_url
-        self._log = log
-        self._raw = dict(raw or {})
-        #: ``None`` for a click made now; else where it came from, without a call:
-        #: ``"state"`` (a click the tracker made, kept in the state cookie) or ``"link"`` (a
-        #: ``?_subid=&_token=`` link gave it, now or on an earlier visit: the tracker's
-        #: filters did not see it). Truthy exactly when restored, as the old ``True`` was.
-        self.restored = restored
-        #: True when the tracker decided what the visitor gets (a redirect, a page, a 404).
-        self.acted = False
-        #: On a ``replay=False`` route, the response the tracker decided on (else ``None``).
-        self.response: Response | None = None
-        #: What :meth:`postback` reports through: set by the extension and the middleware.
-        self.reporter: Callable[..., PostbackResult] | None = None
-
-    @classmethod
-    def empty(cls) -> Click:
-        """A click that did not happen."""
-        return cls(None)
-
-    @property
-    def info(self) -> ClickInfo | None:
-        """The parsed ``info`` object, or ``None`` for an empty click."""
-        return self._info
-
-    def __bool__(self) -> bool:
-        return self._info is not None
-
-    def __repr__(self) -> str:
-        if self._info is None:
-            return "<Click empty>"
-        return f"<Click sub_id={self.sub_id!r} campaign_id={self.campaign_id!r}>"
-
-    @property
-    def sub_id(self) -> str | None:
-        """The click's unique id (``info.sub_id``)."""
-        return self._info.sub_id if self._info else None
-
-    @property
-    def token(self) -> str | None:
-        """The offer token (``info.token``) that offer links are made of."""
-        return self._info.token if self._info else None
-
-    @property
-    def campaign_id(self) -> int | None:
-        """The campaign the click went through."""
-        return self._info.campaign_id if self._info else None
-
-    @property
-    def stream_id(self) -> int | None:
-        """The stream (flow) the tracker chose."""
-        return self._info.stream_id if self._info else None
-
-    @property
-    def landing_id(self) -> int | None:
-        """The landing the tracker chose, if any."""
-        return self._info.landing_id if self._info else None
-
-    @property
-    def offer_ids(self) -> list[int]:
-        """The offers of the chosen stream (empty when none)."""
-        return list(self._info.offer_ids) if self._info else []
-
-    @property
-    def is_bot(self) -> bool | None:
-        """Whether the tracker took the visitor for a bot (``None`` when unknown)."""
-        return self._info.is_bot if self._info else None
-
-    def is_unique(self, level: str = "campaign") -> bool | None:
-        """Whether the visitor is unique at ``level``: ``campaign``, ``stream`` or ``global``."""
-        if level not in UNIQUENESS_LEVELS:
-            raise ValueError(f"level must be one of {', '.join(UNIQUENESS_LEVELS)}, not {level!r}")
-        return self._info.uniqueness.get(level) if self._info else None
-
-    @property
-    def log(self) -> list[str]:
-        """The tracker's processing log lines (with ``log=1``)."""
-        return list(self._log)
-
-    @property
-    def raw(self) -> dict[str, Any]:
-        """The parsed JSON answer, as the tracker sent it."""
-        return self._raw
-
-    @click_postback_method(Conversion.make)
-    def postback(self, *args: Any, **kwargs: Any) -> PostbackResult:
-        """Report a conversion of this click: :meth:`KeitaroExtension.postback
-        <flask_keitaro.KeitaroExtension.postback>` with this click's ``sub_id``.
-
-        On a click that did not happen (the tracker was down) nothing is sent: the result
-        says ``skipped`` and the log says why.
-        """
-        if self.reporter is None:
-            raise RuntimeError(
-                "This click cannot send postbacks: only the click of a request that the"
-                " extension or the middleware handled can."
-            )
-        return self.reporter(self.sub_id, *args, **kwargs)
-
-    def offer_url(self, **params: Any) -> str | None:
-        """The offer link ``{tracker}/?_lp=1&_token=...`` plus ``params``; ``None`` without a token.
-
-        ``params`` never replace ``_lp`` or ``_token``; ``None`` values are left out.
-        """
-        token = self.token
-        if not token or not self._tracker_url:
-            return None
-        query: list[tuple[str, str]] = [("_lp", "1"), ("_token", token)]
-        for name, value in params.items():
-            if name in ("_lp", "_token") or value is None:
-                continue
-            query.append((name, str(value)))
-        return f"{self._tracker_url}/?{urlencode(query)}"

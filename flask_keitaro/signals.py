@@ -15,7 +15,7 @@ _signals = Namespace()
 click_requested = _signals.signal("keitaro-click-requested")
 
 #: Sent after the tracker gave a valid answer, with ``click`` (the
-#: :class:`~flask_keitaro.result.Click` made of it; its ``raw`` is the answer) and ``elapsed``
+#: :class:`~flask_keitaro.Click` made of it; its ``raw`` is the answer) and ``elapsed``
 #: (seconds, float).
 click_succeeded = _signals.signal("keitaro-click-succeeded")
 
@@ -24,7 +24,7 @@ click_succeeded = _signals.signal("keitaro-click-succeeded")
 click_failed = _signals.signal("keitaro-click-failed")
 
 #: Sent when a click was restored from the state cookie or from a link, with ``click``
-#: (the restored :class:`~flask_keitaro.result.Click`); no call was made.
+#: (the restored :class:`~flask_keitaro.Click`); no call was made.
 click_restored = _signals.signal("keitaro-click-restored")
 
 #: Sent when a conversion's first delivery failed and it waits in the outbox to be retried,

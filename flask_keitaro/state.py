@@ -26,9 +26,8 @@ from typing import Any, NamedTuple
 
 from werkzeug.http import parse_cookie
 
-from .bounds import MAX_COOKIE
 from .characters import is_token
-from .cookies import MAX_COOKIE_AGE
+from .cookies import MAX_COOKIE, MAX_COOKIE_AGE
 from .result import UNIQUENESS_LEVELS, ClickInfo
 
 logger = logging.getLogger("flask_keitaro")
@@ -305,7 +304,7 @@ class ClickState:
     def dumps(self) -> str:
         """The cookie value, signed with the current secret key, that fits a browser's limit.
 
-        ``name=value`` must fit :data:`~flask_keitaro.bounds.MAX_COOKIE` (with the
+        ``name=value`` must fit :data:`~flask_keitaro.cookies.MAX_COOKIE` (with the
         extension's attributes, a browser's 4096 bytes a cookie): while it would not, the
         oldest entry is dropped. This is the one size rule of the state.
         """

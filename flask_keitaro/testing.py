@@ -16,41 +16,18 @@ from types import TracebackType
 from typing import Any
 
 from .emulator.app import EmulatorState, create_app, get_state
-from .emulator.config import ConfigSource
+from .emulator.config import BUILT_IN_CONFIG, ConfigSource
 from .emulator.server import make_emulator_server
 from .emulator.wsgi_server import KeepAliveWSGIServer
 
 __all__ = ["DEFAULT_EMULATOR_CONFIG", "ClickAPIEmulator"]
 
-#: The config ``keitaro_emulator`` serves unless ``keitaro_emulator_config`` is overridden:
-#: campaign 1 (token ``"test-campaign-token"``) shows the site's own page (a local
-#: landing) and offers one offer; every call is unique per its cookie. Postbacks go to
-#: :attr:`ClickAPIEmulator.postback_url` (postback key ``"test-postback-key"``).
-DEFAULT_EMULATOR_CONFIG: dict[str, Any] = {
-    "secret": "test-secret",
-    "postback_key": "test-postback-key",
-    "click_log": ":memory:",
-    "seed": 1,
-    "campaigns": [
-        {
-            "id": 1,
-            "token": "test-campaign-token",
-            "name": "Test campaign",
-            "cookies_ttl": 24,
-            "streams": [
-                {
-                    "id": 1,
-                    "type": "regular",
-                    "action": "landings",
-                    "landings": [{"id": 1, "url": "local"}],
-                    "offers": [
-                        {"id": 1, "url": "https://offer.example/?subid={subid}&lp={landing_id}"}
-                    ],
-                }
-            ],
-        }
-    ],
-}
+#: The config ``keitaro_emulator`` serves unless ``keitaro_emulator_config`` is overridden,
+#: and the emulator's command line without ``--config``: campaign 1 (token
+#: ``"test-campaign-token"``) shows the site's own page (a local landing) and offers one offer;
+#: every call is unique per its cookie. Postbacks go to :attr:`ClickAPIEmulator.postback_url`
+#: (postback key ``"test-postback-key"``).
+DEFAULT_EMULATOR_CONFIG: dict[str, Any] = BUILT_IN_CONFIG
 
 
 class ClickAPIEmulator:
@@ -64,7 +41,8 @@ class ClickAPIEmulator:
             assert emulator.clicks()
 
     ``clock`` returns the current Unix time; pass your own to move time forward
-    in tests (uniqueness windows, per-hour/per-day limits).
+    in tests (uniqueness windows, per-hour/per-day limits). It answers to loopback names,
+    ``host`` and the config's ``hosts``; any other ``Host`` gets 400.
     """
 
     def __init__(
@@ -75,7 +53,7 @@ class ClickAPIEmulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app = create_app(config, clock=clock)
+        self.app = create_app(config, clock=clock, listen_host=host)
         self.state: EmulatorState = get_state(self.app)
         self._host = host
         self._port = port

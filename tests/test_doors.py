@@ -46,6 +46,11 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "headers": {"User-Agent": "Ünïcode"},
     },
     "long header": {"headers": {"User-Agent": UA, "X-Padding": "p" * 8000}},
+    "options": {"method": "OPTIONS", "headers": {"User-Agent": UA}},
+    "ipv4-mapped peer": {
+        "headers": {"User-Agent": UA},
+        "environ_base": {"REMOTE_ADDR": "::ffff:203.0.113.9"},
+    },
 }
 
 ANSWERS: dict[str, Any] = {
@@ -74,12 +79,12 @@ def own_page(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [OWN_PAGE]
 
 
-def _flask(url: str) -> Flask:
+def _flask(url: str, fail_mode: str = "open") -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=SECRET, KEITARO_TRACKER_URL=url)
+    app.config.update(SECRET_KEY=SECRET, KEITARO_TRACKER_URL=url, KEITARO_FAIL_MODE=fail_mode)
     KeitaroExtension(app)
 
-    @app.route("/lp", methods=["GET", "POST", "HEAD"])
+    @app.route("/lp", methods=["GET", "POST", "HEAD", "OPTIONS"])
     @keitaro_campaign(TOKEN)
     def landing() -> bytes:
         return OWN_PAGE
@@ -107,12 +112,21 @@ def _visit(client: Client, spec: dict[str, Any]) -> TestResponse:
     return client.open("/lp", method=method, **spec)
 
 
-@pytest.mark.parametrize("answer", list(ANSWERS))
-@pytest.mark.parametrize("visit", list(REQUESTS))
-def test_extension_and_middleware_agree(tracker: RecordingTracker, visit: str, answer: str) -> None:
-    app = _flask(tracker.url)
+def _both_doors(
+    tracker: RecordingTracker,
+    visit: str,
+    answer: str,
+    fail_mode: str = "open",
+    app: Flask | None = None,
+) -> list[TestResponse]:
+    """The same visit through the Flask door, then the WSGI door, on the same tracker answer."""
+    app = app or _flask(tracker.url, fail_mode)
     middleware = KeitaroMiddleware(
-        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+        own_page,
+        tracker_url=tracker.url,
+        campaigns={"/lp": TOKEN},
+        secret_key=SECRET,
+        fail_mode=fail_mode,
     )
     responses = []
     for door in (app, middleware):
@@ -127,6 +141,63 @@ def test_extension_and_middleware_agree(tracker: RecordingTracker, visit: str, a
     )
     assert flask_call.headers.get("Cookie") == wsgi_call.headers.get("Cookie")
     assert flask_call.headers.get("Content-Length") == wsgi_call.headers.get("Content-Length")
-    assert _comparable(responses[0]) == _comparable(responses[1])
     KeitaroExtension.close(app)
     middleware.close()
+    return responses
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS))
+@pytest.mark.parametrize("visit", list(REQUESTS))
+def test_extension_and_middleware_agree(tracker: RecordingTracker, visit: str, answer: str) -> None:
+    flask_door, wsgi_door = _both_doors(tracker, visit, answer)
+    assert _comparable(flask_door) == _comparable(wsgi_door)
+    # Both went through the one finishing step: the same, and the right, caching word.
+    assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
+
+
+FAILING = [name for name in ANSWERS if name in ("invalid", "http 500")]
+
+
+@pytest.mark.parametrize("answer", FAILING)
+@pytest.mark.parametrize("visit", ["plain", "returning", "head", "post", "prefetch"])
+def test_the_fail_closed_503_is_the_same_at_both_doors(
+    tracker: RecordingTracker, visit: str, answer: str
+) -> None:
+    flask_door, wsgi_door = _both_doors(tracker, visit, answer, fail_mode="closed")
+    assert flask_door.status_code == 503
+    assert _comparable(flask_door) == _comparable(wsgi_door)
+    assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
+    assert flask_door.headers.getlist("Set-Cookie") == []
+
+
+@pytest.mark.parametrize("answer", FAILING)
+def test_the_apps_own_503_page_is_finished_as_the_packages(
+    tracker: RecordingTracker, answer: str
+) -> None:
+    app = _flask(tracker.url, "closed")
+
+    @app.errorhandler(503)
+    def busy(error: Exception) -> tuple[str, int]:
+        return "Please come back soon", 503
+
+    flask_door, wsgi_door = _both_doors(tracker, "plain", answer, "closed", app)
+    assert (flask_door.status_code, flask_door.text) == (503, "Please come back soon")
+    finishing = ("Cache-Control", "Set-Cookie")
+    assert [h for h in flask_door.headers.items() if h[0] in finishing] == [
+        h for h in wsgi_door.headers.items() if h[0] in finishing
+    ]
+    assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
+
+
+def test_a_cors_preflight_passes_both_doors_alike(tracker: RecordingTracker) -> None:
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+    )
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    flask_seen, wsgi_seen = (
+        _visit(Client(door), {"method": "OPTIONS", "headers": preflight})
+        for door in (_flask(tracker.url), middleware)
+    )
+    assert _comparable(flask_seen) == _comparable(wsgi_seen)
+    assert flask_seen.get_data() == OWN_PAGE and "Cache-Control" not in flask_seen.headers
+    assert tracker.calls == []

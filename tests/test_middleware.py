@@ -19,7 +19,7 @@ from werkzeug.test import Client
 from flask_keitaro import ConfigurationError, KeitaroMiddleware
 from flask_keitaro.testing import ClickAPIEmulator
 from tests.support.emulator import BROWSER_UA, TOKEN, config, stream
-from testsupport.tracker import free_port
+from testsupport.tracker import RecordingTracker, do_nothing, free_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -148,7 +148,8 @@ def test_exact_paths_beat_prefixes_and_longer_prefixes_win() -> None:
     assert middleware.route_for("/lp/y").token == "T-prefix-0001"  # type: ignore[union-attr]
     assert middleware.route_for("/lp/special/1").token == "T-longer-0002"  # type: ignore[union-attr]
     assert middleware.route_for("/other") is None
-    assert middleware.route_for("/lp") is None
+    assert middleware.route_for("/lpx") is None
+    assert middleware.route_for("/lp").token == "T-prefix-0001"  # type: ignore[union-attr]
     middleware.close()
 
 
@@ -187,11 +188,22 @@ def test_a_missing_tracker_url_names_the_key() -> None:
     assert info.value.key == "KEITARO_TRACKER_URL"
 
 
-def test_bad_route_options_name_the_path() -> None:
-    with pytest.raises(ConfigurationError, match="/go"):
-        KeitaroMiddleware(
-            bare_app, tracker_url="http://127.0.0.1:9", campaigns={"/go": {"tokn": TOKEN}}
-        )
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ({"tokn": TOKEN}, "unexpected keyword argument 'tokn'"),
+        ({"token": TOKEN, "restore": "no"}, "restore='no': must be True or False"),
+        ({"token": TOKEN, "landing_id": "abc"}, "landing_id='abc': must be a landing id"),
+        ({"token": TOKEN, "referrer": "/here"}, "referrer='/here': must be None, \"current_page\""),
+        ("", "token='': must be a campaign token string"),
+    ],
+)
+def test_bad_route_options_name_the_path_the_option_and_the_value(spec: object, shown: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        KeitaroMiddleware(bare_app, tracker_url="http://127.0.0.1:9", campaigns={"/go": spec})
+    assert str(caught.value).startswith("campaigns='/go': bad route options (")
+    assert shown in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 class Streaming:
@@ -349,6 +361,40 @@ def test_a_django_app(emulator: ClickAPIEmulator) -> None:
         assert other.json()["sub_id"] is None and "Set-Cookie" not in other.headers
     finally:
         server.shutdown()
+        middleware.close()
+
+
+DJANGO_COOKIES = ["sessionid", "csrftoken", "messages"]
+
+
+def test_the_tracker_sets_none_of_a_django_apps_cookies(tracker: RecordingTracker) -> None:
+    """Django's session, CSRF and messages cookies, named in private_cookies, stay Django's."""
+    application = _django_application()
+    middleware = KeitaroMiddleware(
+        application,
+        tracker_url=tracker.url,
+        campaigns={"/": "django-campaign-token"},
+        secret_key="s",
+        private_cookies=DJANGO_COOKIES,
+    )
+    server = make_server("127.0.0.1", 0, middleware, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    planted = dict.fromkeys(DJANGO_COOKIES, "PLANTED")
+    lines = [f"Set-Cookie: {name}=PLANTED; Path=/" for name in DJANGO_COOKIES]
+    try:
+        tracker.answer({**do_nothing(), "cookies": {**planted, "kofr": "1"}})
+        own = requests.get(base + "/", headers={"User-Agent": BROWSER_UA}, timeout=10)
+        assert own.status_code == 200 and own.json()["django"] is True
+        assert set(own.cookies.keys()) == {"kofr", "_kuc", "_kst"}
+        tracker.answer({**do_nothing(), "status": 302, "headers": ["Location: /x", *lines]})
+        redirect = requests.get(base + "/", allow_redirects=False, timeout=10)
+        assert redirect.status_code == 302
+        assert set(redirect.cookies.keys()) == {"_kuc"}
+        assert "PLANTED" not in str(own.headers) + str(redirect.headers)
+    finally:
+        server.shutdown()
+        server.server_close()
         middleware.close()
 
 

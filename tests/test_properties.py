@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flask_keitaro.bounds import REFUSED_SCHEMES
 from flask_keitaro.errors import TrackerError
+from flask_keitaro.replay import REFUSED_SCHEMES, bounded
 from flask_keitaro.result import ClickResult
 from testsupport.faults import SITE_HOST
 from testsupport.gunicorn_server import GunicornServer
@@ -102,7 +102,7 @@ def site() -> Iterator[tuple[RecordingTracker, GunicornServer]]:
 def _expected_status(answer: Any) -> int:
     """The visitor's status: the tracker's when it acted on a valid answer, else the view's."""
     try:
-        result = ClickResult.parse(json.loads(json.dumps(answer)))
+        result = bounded(ClickResult.parse(json.loads(json.dumps(answer))))
     except TrackerError:
         return 200
     return result.effective_status if result.acted else 200

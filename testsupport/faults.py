@@ -7,8 +7,9 @@ click when open, a 503 when closed), the view runs with the click, the view runs
 visit's own click (when answers could cross from one visitor to the next), or the tracker's
 answer is replayed, with the bounded values as they must reach the visitor.
 
-Each visit asks for ``/?visit=<n>``; a tracker peer that answers visits apart gives each the
-``sub_id`` ``own-<n>``, and the view shows both, so a visitor shown another's click is seen.
+Where a fault is visited several times in a row, each visit asks for ``/?visit=<n>``; a tracker
+peer that answers visits apart gives each the ``sub_id`` ``own-<n>``, and the view shows both,
+so a visitor shown another's click is seen.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flask import Flask, request
+from flask import Flask, render_template_string, request
+from markupsafe import escape
 
 from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
 from flask_keitaro.cookies import MAX_COOKIE_AGE
+from flask_keitaro.replay import MAX_ANSWER_COOKIES, MAX_ANSWER_HEADERS
 from flask_keitaro.transport import MAX_ANSWER_BYTES
 from testsupport.fault_server import (
     INTRUDER,
@@ -87,13 +90,18 @@ class Seen:
         return f"{self.status} page ({len(self.body)} bytes)"
 
 
+#: Headers the HTTP server writes of its own (gunicorn does; the test client does not).
+_SERVER_HEADERS = frozenset({"date", "server", "connection", "keep-alive", "transfer-encoding"})
+
+
 @dataclass(frozen=True)
 class Expect:
     """What a visitor must get: ``fail`` (the fail mode), ``view`` (with a click), ``own``
     (the view with the visit's own click) or ``replay``.
 
     ``headers`` and ``cookies`` map a name to the exact value (a cookie: a part of its
-    ``Set-Cookie``) it must have, or to ``None``: it must be absent.
+    ``Set-Cookie``) it must have, or to ``None``: it must be absent. ``max_headers`` is the
+    most header lines the response may have, besides those the HTTP server writes itself.
     """
 
     kind: Literal["fail", "view", "own", "replay"]
@@ -101,6 +109,7 @@ class Expect:
     headers: Mapping[str, str | None] = field(default_factory=dict)
     cookies: Mapping[str, str | None] = field(default_factory=dict)
     body: bytes | None = None
+    max_headers: int | None = None
 
     def problems(self, seen: Seen, fail_mode: FailMode, budget: float) -> list[str]:
         """What in ``seen`` is not as expected (empty when all is)."""
@@ -132,6 +141,9 @@ class Expect:
             got = seen.cookies.get(name)
             if (got is None) != (part is None) or (part and got and part not in got):
                 out.append(f"cookie {name}: expected {part!r} in it, got {got!r}")
+        counted = [name for name, _ in seen.headers if name.lower() not in _SERVER_HEADERS]
+        if self.max_headers is not None and len(counted) > self.max_headers:
+            out.append(f"{len(counted)} headers, over {self.max_headers}")
         return out
 
 
@@ -157,6 +169,10 @@ class Fault:
     #: Whether the peer sends far more than the size bound: the process's memory is watched.
     memory: bool = False
 
+    def path(self, visit: int) -> str:
+        """What visit ``visit`` (from 1) asks for: ``/``, or ``/?visit=<n>`` in a row of visits."""
+        return f"/?visit={visit}" if self.visits > 1 else "/"
+
 
 def fault_app(
     tracker_url: str, fail_mode: FailMode, timeout: tuple[float, float], **config: Any
@@ -175,10 +191,17 @@ def fault_app(
     @app.route("/")
     @keitaro_campaign(TOKEN)
     def landing() -> str:
-        if not current_click:
-            return "own landing click=False"
-        visit = request.args.get("visit", "")
-        return f"own landing click=True sub_id={current_click.sub_id} visit={visit}"
+        # A landing makes offer links of the click, in code and in a template: the offer
+        # token the tracker sent must never make that a 500.
+        offer = current_click.offer_url()
+        templated = render_template_string("{{ keitaro_offer_url() or 'none' }}")
+        shown = "" if offer is None else f" offer={templated == escape(offer)}"
+        text = f"own landing click={bool(current_click)}{shown}"
+        visit = request.args.get("visit")
+        if visit is not None and current_click:
+            # Visits in a row: whose click this is (a visitor shown another's gives it away).
+            text += f" sub_id={current_click.sub_id} visit={visit}"
+        return text
 
     @app.route("/plain")
     def plain() -> str:
@@ -265,6 +288,17 @@ def _with_header(line: str) -> Peer:
 
 
 LONG = 8192 - len("X-Long: ")  # the longest X-Long value within MAX_HEADER_LINE
+
+#: Credential cookies a hostile tracker plants (session fixation, login CSRF): the
+#: private-data rule covers each, so the tracker never sets one.
+CREDENTIALS = ("remember_token", "csrftoken", "access_token_cookie", "PHPSESSID", "sessionid",
+               "XSRF-TOKEN", "api_key")  # fmt: skip
+_NOT_SET = dict.fromkeys(CREDENTIALS)
+_REDIRECT = {"status": 302, "headers": ["Location: https://offer.example/"]}
+_LOTS = 10_000
+#: The site's own headers beside the tracker's: Content-Type, Content-Length, Cache-Control
+#: and the uniqueness and state cookies.
+_OWN_HEADERS = 5
 
 OWN_VIEW = Expect("own")
 #: Enough to fill a process's memory if it were read: far past the size bound.
@@ -410,6 +444,59 @@ FAULTS: list[Fault] = [
           _with_header("Set-Cookie: session=forged"), Expect("replay", cookies={"session": None})),
     Fault("Set-Cookie named like the state cookie",
           _with_header("Set-Cookie: _kst=forged"), Expect("replay", cookies={"_kst": None})),
+    # Credentials: the private-data rule holds in both directions
+    Fault("credential cookies in the cookies map",
+          _acting(cookies={**dict.fromkeys(CREDENTIALS, "PLANTED"), "offer": "1"}),
+          Expect("view", cookies={**_NOT_SET, "offer": "offer=1"})),
+    Fault("credential cookies in the cookies map, with a redirect",
+          _acting(**_REDIRECT, cookies={**dict.fromkeys(CREDENTIALS, "PLANTED"), "offer": "1"}),
+          Expect("replay", 302, cookies={**_NOT_SET, "offer": "offer=1"})),
+    Fault("credential Set-Cookie headers",
+          _acting(body="b", contentType="text/plain", headers=[
+              *(f"Set-Cookie: {name}=PLANTED; Path=/" for name in CREDENTIALS),
+              "Set-Cookie: offer=1; Path=/"]),
+          Expect("replay", cookies={**_NOT_SET, "offer": "offer=1"})),
+    # Counts: at most so many headers and cookies from one answer
+    Fault("10,000 headers",
+          _acting(body="b", contentType="text/plain",
+                  headers=[f"X-H{i}: v" for i in range(_LOTS)]),
+          Expect("replay", headers={f"X-H{MAX_ANSWER_HEADERS - 1}": "v",
+                                    f"X-H{MAX_ANSWER_HEADERS}": None},
+                 max_headers=MAX_ANSWER_HEADERS + _OWN_HEADERS)),
+    Fault("10,000 Set-Cookie headers",
+          _acting(body="b", contentType="text/plain",
+                  headers=[f"Set-Cookie: c{i}=v" for i in range(_LOTS)]),
+          Expect("replay", cookies={f"c{MAX_ANSWER_HEADERS - 1}": "v",
+                                    f"c{MAX_ANSWER_HEADERS}": None},
+                 max_headers=MAX_ANSWER_HEADERS + _OWN_HEADERS)),
+    Fault("10,000 cookies",
+          _acting(cookies={f"k{i}": "v" for i in range(_LOTS)}),
+          Expect("view", cookies={f"k{MAX_ANSWER_COOKIES - 1}": "v",
+                                  f"k{MAX_ANSWER_COOKIES}": None},
+                 max_headers=MAX_ANSWER_COOKIES + _OWN_HEADERS)),
+    # Odd text: a lone surrogate is dropped (a cookie, a header) or makes the answer invalid
+    Fault("cookie value with a lone surrogate",
+          _acting(cookies={"offer": "a\ud800", "ok": "1"}),
+          Expect("view", cookies={"offer": None, "ok": "ok=1"})),
+    Fault("cookie value with a lone surrogate, with a redirect",
+          _acting(**_REDIRECT, cookies={"offer": "\udfff", "ok": "1"}),
+          Expect("replay", 302, cookies={"offer": None, "ok": "ok=1"})),
+    Fault("uniqueness_cookie with a lone surrogate",
+          _acting(uniqueness_cookie="U\ud800"), Expect("view", cookies={"_kuc": None})),
+    Fault("uniqueness_cookie with a lone surrogate, with a redirect",
+          _acting(**_REDIRECT, uniqueness_cookie="\ud800"),
+          Expect("replay", 302, cookies={"_kuc": None})),
+    Fault("offer token with a lone surrogate",
+          _acting(info={**do_nothing()["info"], "token": "T\ud800"}),
+          Expect("view", body=b"own landing click=True")),
+    Fault("sub_id with a lone surrogate", _acting(info={"sub_id": "s\ud800"}), FAIL),
+    Fault("header value with a lone surrogate", _with_header("X-Offer: a\ud800"),
+          _replay(X_Offer=None)),
+    Fault("Set-Cookie with a lone surrogate", _with_header("Set-Cookie: offer=\ud800"),
+          Expect("replay", cookies={"offer": None})),
+    Fault("contentType with a lone surrogate", _acting(body="b", contentType="text/\ud800"),
+          _replay(Content_Type="text/html; charset=utf-8")),
+    Fault("Location with a lone surrogate", _loc("https://offer.example/\ud800"), FAIL),
     # Answers that must not cross from one visitor to the next
     Fault("102, the answer 150 ms later", _serve(_interim("102 Processing"), 0.15, OWN),
           OWN_VIEW, visits=3),

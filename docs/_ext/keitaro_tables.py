@@ -40,6 +40,7 @@ from bench import BENCHMARKS
 from flask_keitaro.config import DEFAULTS, KeitaroConfig, key_name
 from flask_keitaro.fields import RESERVED_FIELDS, ClickOptions, build_fields
 from flask_keitaro.pipeline import Route
+from flask_keitaro.replay import bounded
 from flask_keitaro.result import ClickResult
 from flask_keitaro.visitor import Visitor
 
@@ -131,7 +132,7 @@ def settings_rows() -> list[tuple[str, str, str]]:
 
 def decision(answer: dict[str, Any]) -> tuple[bool, str]:
     """Whether the tracker acted on ``answer``, and what the visitor gets."""
-    result = ClickResult.parse(answer)
+    result = bounded(ClickResult.parse(answer))
     if not result.acted:
         return False, "your view runs"
     gets = f"status {result.effective_status}"

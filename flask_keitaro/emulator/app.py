@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
@@ -16,8 +17,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .config import ConfigSource, EmulatorConfig, EmulatorConfigError, load_config
-from .conversions import PostbackError
+from .conversions import InvalidPostback
 from .engine import ClickEngine
+from .guard import host_names, is_cross_site, is_known_host
 from .store import ClickStore
 
 log = logging.getLogger("flask_keitaro.emulator")
@@ -31,6 +33,10 @@ PAGE_ROWS = 100
 #: Largest request body read (a Click API call with every header is a few kilobytes).
 MAX_REQUEST_BYTES = 1024 * 1024
 
+#: The endpoints that change the emulator's state and that no other origin's page may call.
+#: The offer link changes it too, but is a link on another site by its nature.
+STATE_CHANGING = frozenset({"click_api", "postback", "reset"})
+
 
 class StrictJSONProvider(DefaultJSONProvider):
     """JSON that is always valid: ``NaN`` or an infinity is an error, never written."""
@@ -43,8 +49,12 @@ class StrictJSONProvider(DefaultJSONProvider):
 class EmulatorState:
     """What one emulator app holds: its config, click log and engine."""
 
-    def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, config: EmulatorConfig, clock: Callable[[], float], listen_host: str | None = None
+    ) -> None:
         self.config = config
+        #: The host names answered besides loopback's (see :mod:`~flask_keitaro.emulator.guard`).
+        self.host_names = host_names(config.hosts, listen_host)
         try:
             self.store = ClickStore(config.click_log)
         except (sqlite3.Error, ValueError) as exc:
@@ -70,24 +80,51 @@ def get_state(app: Flask) -> EmulatorState:
     return state
 
 
-def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) -> Flask:
+def create_app(
+    config: ConfigSource,
+    *,
+    clock: Callable[[], float] = time.time,
+    listen_host: str | None = None,
+) -> Flask:
     """Build the emulator app from a config path, TOML string, dict or :class:`EmulatorConfig`.
 
     ``clock`` returns the current Unix time; tests pass their own to move time
-    (uniqueness windows, per-hour and per-day limits). Close the click log with
-    ``get_state(app).close()`` when done with the app.
+    (uniqueness windows, per-hour and per-day limits). ``listen_host`` is the address the
+    server listens on: a ``Host`` naming it is answered, as loopback names and the config's
+    ``hosts`` are; any other gets 400. Close the click log with ``get_state(app).close()``
+    when done with the app.
     """
     emulator_config = load_config(config)
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    state = EmulatorState(emulator_config, clock)
+    state = EmulatorState(emulator_config, clock, listen_host)
     app.extensions[EXTENSION_KEY] = state
     app.jinja_env.filters["datetime"] = _format_time
+    app.jinja_env.globals["landing_label"] = functools.partial(_landing_label, emulator_config)
 
     def params() -> dict[str, str]:
         # GET query and POST form alike; the first value of a repeated field wins.
         return {key: value for key, value in request.values.items()}
+
+    @app.before_request
+    def refuse_other_sites() -> tuple[Response, int] | None:
+        """400 for a host name not the emulator's, 403 for another origin changing its state."""
+        if not is_known_host(request.host, state.host_names):
+            log.warning(
+                "Refused a request for an unknown Host (DNS rebinding?): %.80r", request.host
+            )
+            return jsonify(
+                error="Unknown Host: the emulator answers to loopback names, the address it"
+                " listens on and the config's hosts"
+            ), 400
+        if request.endpoint in STATE_CHANGING and is_cross_site(request):
+            log.warning("Refused a cross-site %s to %s", request.method, request.endpoint)
+            return jsonify(
+                error="Cross-site request refused: another origin's page may not change the"
+                " emulator's state"
+            ), 403
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -127,7 +164,7 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
             return jsonify(error="Not Found"), 404
         try:
             outcome = state.engine.postback(params())
-        except PostbackError as exc:
+        except InvalidPostback as exc:
             return jsonify(error=str(exc)), 400
         if outcome.answer is not None:
             return Response(outcome.answer, mimetype="text/plain")
@@ -158,6 +195,15 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
             postbacks=state.store.postbacks(),
         )
 
+    @app.route("/emulator/campaigns.json")
+    def campaigns_json() -> Response:
+        """The campaigns, their streams and each stream's landings, as JSON.
+
+        A token is shown masked and as its SHA-256 (``token_sha256``): a site that knows
+        its token finds its campaign, and the listing gives no token away.
+        """
+        return jsonify(campaigns=[campaign.listing() for campaign in state.config.campaigns])
+
     @app.route("/emulator/conversions.json")
     def conversions_json() -> Response:
         """Conversions (with their status history) as JSON."""
@@ -174,3 +220,11 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
 
 def _format_time(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _landing_label(config: EmulatorConfig, stream_id: int | None, landing_id: int | None) -> str:
+    """``#101 (Spring A)``: a landing of the click log, named as the config names it."""
+    if landing_id is None:
+        return "—"
+    landing = config.landing(stream_id, landing_id)
+    return f"#{landing_id} ({landing.name})" if landing and landing.name else f"#{landing_id}"

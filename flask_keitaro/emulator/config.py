@@ -7,6 +7,7 @@ No message built here ever contains a campaign token.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .actions import parse_action
-from .checks import MAX_COOKIES_TTL, Where
+from .checks import MAX_COOKIES_TTL, Where, shown
 from .filters import parse_filter
 from .model import (
     STREAM_TYPES,
@@ -27,10 +28,16 @@ from .model import (
     Target,
 )
 
-__all__ = ["ConfigSource", "EmulatorConfig", "EmulatorConfigError", "load_config"]
+__all__ = [
+    "BUILT_IN_CONFIG",
+    "ConfigSource",
+    "EmulatorConfig",
+    "EmulatorConfigError",
+    "load_config",
+]
 
 _TOP_KEYS = frozenset(
-    {"secret", "postback_key", "click_log", "seed", "bot_ips", "countries", "campaigns"}
+    {"secret", "postback_key", "click_log", "seed", "bot_ips", "countries", "hosts", "campaigns"}
 )
 _CAMPAIGN_KEYS = frozenset(
     {"id", "token", "name", "click_api", "cookies_ttl", "cookies", "streams"}
@@ -42,11 +49,46 @@ _TARGET_KEYS = frozenset({"id", "name", "url", "weight"})
 #: Largest config file read: a campaigns file is a few kilobytes.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
+#: A host name (not an address): labels of letters, digits and hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
 #: A postback key: what fits a URL path segment as it is.
 _POSTBACK_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | EmulatorConfig
+
+#: The emulator's built-in campaign, served without a config of one's own (the command line
+#: without ``--config``, the pytest plugin's ``keitaro_emulator``): campaign 1, token
+#: ``"test-campaign-token"``, shows the site's own page (a local landing) and offers one offer.
+#: Postback key ``"test-postback-key"``; the click log is kept in memory.
+BUILT_IN_CONFIG: dict[str, Any] = {
+    "secret": "test-secret",
+    "postback_key": "test-postback-key",
+    "click_log": ":memory:",
+    "seed": 1,
+    "campaigns": [
+        {
+            "id": 1,
+            "token": "test-campaign-token",
+            "name": "Test campaign",
+            "cookies_ttl": 24,
+            "streams": [
+                {
+                    "id": 1,
+                    "type": "regular",
+                    "action": "landings",
+                    "landings": [{"id": 1, "url": "local"}],
+                    "offers": [
+                        {"id": 1, "url": "https://offer.example/?subid={subid}&lp={landing_id}"}
+                    ],
+                }
+            ],
+        }
+    ],
+}
 
 
 def load_config(source: ConfigSource) -> EmulatorConfig:
@@ -126,6 +168,10 @@ def _validate(data: Mapping[str, Any], base_dir: Path | None) -> EmulatorConfig:
         network = top.network(cidr, f"countries.{cidr}")
         countries.append((network, top.country_code(code, f"countries.{cidr}")))
     countries.sort(key=lambda item: item[0].prefixlen, reverse=True)
+    hosts = tuple(
+        _host(top, name, f"hosts[{i}]")
+        for i, name in enumerate(top.items(data.get("hosts", []), "hosts"))
+    )
 
     campaigns: list[CampaignConfig] = []
     seen_campaigns: set[int] = set()
@@ -149,8 +195,20 @@ def _validate(data: Mapping[str, Any], base_dir: Path | None) -> EmulatorConfig:
         seed=seed,
         bot_ips=bot_ips,
         countries=tuple(countries),
+        hosts=hosts,
         campaigns=tuple(campaigns),
     )
+
+
+def _host(top: Where, value: object, key: str) -> str:
+    """A host name or IP address the emulator answers to, lower case."""
+    name = top.string(value, key).strip().lower()
+    if _HOST_NAME.fullmatch(name):
+        return name
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        raise top.error(key, f"not a host name or an IP address: {shown(value)}") from None
 
 
 def _campaign(raw: object, index: int, seen_streams: dict[int, int]) -> CampaignConfig:

@@ -11,10 +11,17 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_keitaro import KeitaroExtension, click_restored, click_succeeded, keitaro_campaign
+from flask_keitaro import (
+    KeitaroExtension,
+    click_restored,
+    click_succeeded,
+    current_click,
+    keitaro_campaign,
+)
+from flask_keitaro.click import Click
 from flask_keitaro.cookies import MAX_COOKIE_AGE, cookie_max_age
 from flask_keitaro.pipeline import Route
-from flask_keitaro.result import Click, ClickInfo
+from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState
 from tests.support import TOKEN, AppFactory
 from tests.support.state import read_state
@@ -154,7 +161,7 @@ def test_the_views_own_cache_control_is_kept(
     assert "_kuc" in _max_ages(response)  # the click's cookies are still written
 
 
-def test_routes_without_a_click_and_options_are_untouched(
+def test_routes_without_a_click_and_cors_preflights_are_untouched(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
     app = make_app()
@@ -165,7 +172,8 @@ def test_routes_without_a_click_and_options_are_untouched(
 
     client = app.test_client()
     assert "Cache-Control" not in client.get("/plain").headers
-    options = client.options("/")
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    options = client.options("/", headers=preflight)
     assert "Cache-Control" not in options.headers and tracker.calls == []
 
 
@@ -247,6 +255,51 @@ def test_both_click_signals_carry_a_click(make_app: AppFactory, tracker: Recordi
     assert seen[1][1].restored == "state"
 
 
+@pytest.mark.parametrize(
+    "name", ["acted", "response", "reporter", "restored", "sub_id", "_info", "_reporter", "new"]
+)
+def test_a_click_is_read_only(name: str, tracker: RecordingTracker) -> None:
+    """Whatever the door, the view or a signal receiver does, the click stays as it was made."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", KEITARO_TRACKER_URL=tracker.url)
+    KeitaroExtension(app)
+    refused: list[str] = []
+
+    @app.route("/")
+    @keitaro_campaign(TOKEN)
+    def landing() -> str:
+        click = current_click._get_current_object()  # type: ignore[attr-defined]
+        for attempt in (lambda: setattr(click, name, None), lambda: delattr(click, name)):
+            try:
+                attempt()
+            except AttributeError as exc:
+                refused.append(str(exc))
+        return f"acted={current_click.acted} sub_id={current_click.sub_id}"
+
+    response = app.test_client().get("/")
+    KeitaroExtension.close(app)
+    assert response.text == "acted=False sub_id=abc123def4567"
+    assert len(refused) == 2 and all("read-only" in message for message in refused)
+
+
+def test_a_click_is_complete_when_signalled(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    """A receiver of click_succeeded sees the click the view sees: acted and its postback set."""
+    app = make_app({"replay": False})
+    seen: list[Click] = []
+    tracker.answer({**do_nothing(), "status": 302, "headers": ["Location: https://offer.example/"]})
+    with click_succeeded.connected_to(lambda s, **kw: seen.append(kw["click"]), app):
+        response = app.test_client().get("/")
+    assert response.text.startswith("landing sub_id=abc123def4567")
+    (click,) = seen
+    assert click.acted is True
+    assert click.response is not None and click.response.headers["Location"] == (
+        "https://offer.example/"
+    )
+    assert click.reporter is not None
+
+
 def test_constructor_options_are_written_into_the_config(tracker: RecordingTracker) -> None:
     app = Flask(__name__)
     app.config.update(KEITARO_TRACKER_URL="http://elsewhere.example", KEITARO_FAIL_MODE="open")
@@ -291,7 +344,7 @@ def test_a_route_option_beats_the_config_and_none_defers_to_it(
     assert "log" not in tracker.last.form
 
 
-FRAMEWORK_FREE = ["pipeline", "client", "result", "replay", "visitor", "cookies", "state"]
+FRAMEWORK_FREE = ["pipeline", "client", "result", "click", "replay", "visitor", "cookies", "state"]
 
 
 @pytest.mark.parametrize("module", FRAMEWORK_FREE)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
-from flask_keitaro import keitaro_campaign
+from flask_keitaro import ClickInfo, keitaro_campaign
 from flask_keitaro.forwarding import is_private_name
-from tests.support import AppFactory, landing_view
+from flask_keitaro.state import ClickState
+from tests.support import TOKEN, AppFactory, landing_view
 from tests.support.php import parse_str
 from testsupport.tracker import RecordingTracker, do_nothing
 
@@ -124,17 +126,79 @@ def _two_campaigns(app: Flask) -> None:
 def test_the_trackers_own_cookies_travel_by_the_names_in_the_state(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
-    """The tracker set ``ktoken_id`` (private by its name): later calls forward it."""
-    tracker.answer({**do_nothing(), "cookies": {"ktoken_id": "K1"}})
+    """The tracker set ``kofr``: the state names it, later calls forward it with ``_kuc``."""
+    tracker.answer({**do_nothing(), "cookies": {"kofr": "K1", "ktoken_id": "K2"}})
     app = make_app()
     _two_campaigns(app)
     client = app.test_client()
     client.get("/")
-    assert client.get_cookie("ktoken_id") is not None
+    assert client.get_cookie("kofr") is not None
+    assert client.get_cookie("ktoken_id") is None  # private by its name: never set
+    state = client.get_cookie("_kst")
+    assert state is not None
+    assert ClickState.load(("test-secret",), state.value).tracker_cookies() == {"kofr"}
     client.set_cookie("csrftoken", "C")
+    client.set_cookie("ktoken_id", "REAL")
     client.get("/other")
     sent = _cookie_names(tracker.last.headers["Cookie"])
-    assert sorted(sent) == ["_kuc", "ktoken_id"]
+    assert sorted(sent) == ["_kuc", "kofr"]
+
+
+@pytest.mark.parametrize("name", ["remember_token", "sessionid", "session", "cart_id"])
+def test_a_private_cookie_is_never_forwarded_whatever_the_state_says(
+    name: str, make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    """A state (signed: the site's own) naming a private cookie as the tracker's forwards none."""
+    app = make_app(KEITARO_PRIVATE_COOKIES=["cart_id"])
+    _two_campaigns(app)
+    state = ClickState(("test-secret",), cookie_name="_kst")
+    state.put(TOKEN, ClickInfo(sub_id="s1"), 3600, cookies=[name, "kofr"])
+    cookie = f"_kst={state.dumps()}; {name}=REAL-CREDENTIAL; kofr=K1"
+    app.test_client(use_cookies=False).get("/other", headers={"Cookie": cookie})
+    sent = tracker.last.headers["Cookie"]
+    assert "REAL-CREDENTIAL" not in sent
+    assert _cookie_names(sent) == ["kofr"]
+
+
+def _set_cookies(response: TestResponse) -> dict[str, str]:
+    return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
+
+
+PLANTED = ["remember_token", "csrftoken", "access_token_cookie", "PHPSESSID", "sessionid",
+           "XSRF-TOKEN", "api_key", "site_login", "cart_id", "_kst", "_kuc"]  # fmt: skip
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_the_tracker_sets_no_cookie_the_private_rule_covers(
+    replay: bool, make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    """Neither by its cookies map nor by a replayed Set-Cookie: the rule holds both ways."""
+    app = make_app(
+        {"replay": replay}, SESSION_COOKIE_NAME="site_login", KEITARO_PRIVATE_COOKIES=["cart_id"]
+    )
+    planted = dict.fromkeys(PLANTED, "PLANTED")
+    tracker.answer({**do_nothing(), "cookies": {**planted, "kofr": "1"}})
+    view = _set_cookies(app.test_client().get("/"))
+    assert set(view) == {"kofr", "_kuc", "_kst"}
+    assert not any("PLANTED" in header for header in view.values())
+    lines = [f"Set-Cookie: {name}=PLANTED; Path=/" for name in PLANTED]
+    tracker.answer({**do_nothing(), "status": 302, "headers": ["Location: /x", *lines]})
+    redirect = app.test_client().get("/")
+    assert redirect.status_code == (302 if replay else 200)
+    assert "PLANTED" not in str(redirect.headers)
+    assert set(_set_cookies(redirect)) == {"_kuc"}
+
+
+def test_a_cookie_forwarded_by_name_is_the_sites_exception_both_ways(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    app = make_app(KEITARO_FORWARD_COOKIES=["ab_session_variant"])
+    _two_campaigns(app)
+    tracker.answer({**do_nothing(), "cookies": {"ab_session_variant": "B", "ab_session": "x"}})
+    client = app.test_client()
+    assert set(_set_cookies(client.get("/"))) == {"ab_session_variant", "_kuc", "_kst"}
+    client.get("/other")
+    assert sorted(_cookie_names(tracker.last.headers["Cookie"])) == ["_kuc", "ab_session_variant"]
 
 
 def test_without_a_secret_key_the_trackers_cookies_fall_under_the_rule(

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from flask_keitaro import current_click, keitaro_campaign
+from flask_keitaro import Click, ClickInfo, ClickResult, Visitor, current_click, keitaro_campaign
+from flask_keitaro.forwarding import Forwarding
+from flask_keitaro.replay import ReplayScope, bounded, decide
 from tests.support import AppFactory
 from testsupport.tracker import RecordingTracker, do_nothing
 
@@ -305,3 +307,51 @@ def test_tracker_log_goes_to_the_logger_at_debug(
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert "Tracker log: Processing campaign 2" in lines
     assert "Tracker log: Stream #11" in lines
+
+
+def test_the_answer_is_parsed_as_sent_and_bounded_by_replay_alone() -> None:
+    """ClickResult keeps what the tracker sent; replay alone decides what reaches a visitor."""
+    sent: dict[str, Any] = {
+        "status": 600,
+        "headers": ["X-A: a\x01", "HTTP/1.1 999 Odd", "Location: /next", "Cache-Control: public"],
+        "contentType": "text/\u0416",
+        "cookies": {"session": "forged", "remember_token": "forged", "kofr": "1"},
+        "uniqueness_cookie": "U",
+        "cookies_ttl": 2,
+    }
+    result = ClickResult.parse(sent)
+    assert (result.status, result.headers) == (600, tuple(sent["headers"]))
+    assert result.content_type == "text/\u0416" and result.cookies == sent["cookies"]
+    answer = bounded(result)
+    assert (answer.status, answer.header_status, answer.content_type) == (None, None, None)
+    assert answer.headers == (("Location", "/next"), ("Cache-Control", "public"))
+    site = ReplayScope(Forwarding.of(private_cookies=["session"]), "_kuc")
+    visitor = Visitor(ip="203.0.113.7", host="site.example", cookies={"_kuc": "U"})
+    verdict = decide(result, visitor, site)
+    assert verdict.response is not None and verdict.response.status_code == 302
+    assert "Cache-Control" not in verdict.response.headers  # the finishing step's word
+    assert [(c.name, c.value, c.max_age) for c in verdict.cookies] == [("kofr", "1", 7200)]
+    assert verdict.tracker_cookies == ("kofr",)
+    prefetch = decide(result, Visitor(ip="203.0.113.7", is_prefetch=True), site)
+    assert prefetch.cookies == () and prefetch.tracker_cookies == ("kofr",)
+
+
+def test_an_offer_token_that_cannot_go_in_a_url_gives_no_link() -> None:
+    tracker_url = "http://tracker.example"
+    assert Click(ClickInfo(token="T\ud800"), tracker_url=tracker_url).offer_url() is None
+    link = Click(ClickInfo(token="T\u00fc"), tracker_url=tracker_url).offer_url(x="\u00e9")
+    assert link == f"{tracker_url}/?_lp=1&_token=T%C3%BC&x=%C3%A9"
+
+
+def test_thousands_of_dropped_lines_make_one_short_warning(
+    make_app: AppFactory, tracker: RecordingTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [f"X-Bad{i}: a\x01" for i in range(5000)] + [f"X-Ok{i}: v" for i in range(5000)]
+    tracker.answer(answer(body="b", contentType="text/plain", headers=lines))
+    with caplog.at_level(logging.WARNING, logger="flask_keitaro"):
+        response = make_app().test_client().get("/")
+    assert response.status_code == 200 and response.data == b"b"
+    assert response.headers["X-Ok49"] == "v" and "X-Ok50" not in response.headers
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("Dropped from the tracker's answer: header 'X-Bad0'")
+    assert warning.endswith("; 4981 more") and len(warning) < 1000

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 from werkzeug.http import parse_cookie
 
-from flask_keitaro.bounds import MAX_COOKIE
-from flask_keitaro.cookies import MAX_COOKIE_AGE, CookiePolicy, SetCookie
+from flask_keitaro.cookies import MAX_COOKIE, MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import MAX_CAMPAIGNS, ClickState, campaign_key, cookie_value, sign, verify
 

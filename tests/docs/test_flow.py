@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -108,6 +110,7 @@ def test_the_settings_table_lists_every_config_key_and_its_route_option() -> Non
         "KEITARO_SEND_PARAMS": "send_params",
         "KEITARO_LOG": "log",
         "KEITARO_RESTORE": "restore",
+        "KEITARO_CONSENT": "consent",
     }
 
 
@@ -170,3 +173,88 @@ def test_the_performance_page_shows_a_whole_run_of_every_benchmark() -> None:
     rows = docs_extension().benchmark_rows(ROOT / "bench")
     assert [name for name, _ in rows] == benchmarks
     assert all(len(text) > 80 and "python -m" not in text[:20] for _, text in rows)
+
+
+PACKAGE = ROOT / "flask_keitaro"
+
+
+def _imports(module: str) -> set[str]:
+    """The package modules ``flask_keitaro/<module>.py`` imports (``from .x import ...``)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.update([node.module] if node.module else [a.name for a in node.names])
+    return names
+
+
+def _top_level(module: str) -> dict[str, ast.AST]:
+    """The classes, functions and names ``flask_keitaro/<module>.py`` defines at its top."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    out: dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            out[node.name] = node
+        elif isinstance(node, ast.Assign):
+            out.update((t.id, node) for t in node.targets if isinstance(t, ast.Name))
+    return out
+
+
+def _graph() -> str:
+    """The click graph's ``digraph`` source, as the page draws it."""
+    match = re.search(r"^   digraph click \{\n(.*?)^   \}$", source("flow.rst"), re.M | re.S)
+    assert match is not None, "no click graph on the page"
+    return match.group(1)
+
+
+def test_the_graph_names_the_modules_of_each_step() -> None:
+    graph = _graph()
+    named = {
+        node: [m.strip() for m in modules.split(",")]
+        for node, modules in re.findall(r"^\s*(\w+) \[label=\"[^\n]*\[([a-z, ]+)\]\"", graph, re.M)
+    }
+    assert named["decision"] == ["replay"] and named["finish"] == ["replay"]
+    assert named["parse"] == ["result"] and named["view"] == ["click"]
+    assert "replay" in _imports("pipeline") and "decide" in _top_level("replay")
+    # Each module named is a door onto the pipeline, the pipeline, or what it or the call uses.
+    used = _imports("pipeline") | _imports("client") | {"pipeline"}
+    for node, modules in named.items():
+        for module in modules:
+            assert (PACKAGE / f"{module}.py").is_file(), f"{node}: no module {module}"
+            door = "pipeline" in _imports(module)
+            assert door or module in used, f"{node}: {module} is not on the click path"
+    # The path itself, in its order: skip, restore, breaker, call, decide, state.
+    for edge in ("skip -> restore", "restore -> breaker", "breaker -> api", "api -> parse",
+                 "parse -> decision", "decision -> state", "state -> view"):  # fmt: skip
+        assert re.search(rf"^\s*{edge}\b", graph, re.M), edge
+
+
+def _rule_rows() -> list[list[str]]:
+    """The rows of the "Which module owns which rule" table: rule, module, where."""
+    text = section(source("flow.rst"), "Which module owns which rule")
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        cell = re.match(r"^   (\*| ) - (.*)$", line)
+        if cell:
+            if cell.group(1) == "*":
+                rows.append([])
+            rows[-1].append(cell.group(2))
+        elif rows and line.startswith("       "):
+            rows[-1][-1] += " " + line.strip()
+    return rows[1:]  # the header row
+
+
+def test_the_rules_table_names_where_each_rule_lives() -> None:
+    rows = _rule_rows()
+    owners = {row[1].strip("`") for row in rows}
+    assert {"replay", "forwarding", "characters", "cookies", "config", "state"} <= owners
+    for rule, module, where in rows:
+        module, where = module.strip("`"), where.strip("`")
+        defined = _top_level(module)
+        name, _, member = where.partition(".")
+        assert name in defined, f"{rule[:40]}...: {module} defines no {name}"
+        if member:
+            members = {n.name for n in ast.walk(defined[name]) if isinstance(n, ast.FunctionDef)}
+            assert member in members, f"{module}.{name} has no {member}"
+    # The one place of the tracker's answer is replay's decide, and nothing else decides it.
+    assert ["replay", "decide"] in [[m.strip("`"), w.strip("`")] for _, m, w in rows]

@@ -315,8 +315,8 @@ def test_half_open_trial_on_the_route_closes_it_when_the_tracker_is_back() -> No
         try:
             assert client.get("/").text == "own landing click=False"  # still open
             time.sleep(0.35)
-            assert client.get("/").text.startswith("own landing click=True")  # the trial
-            assert client.get("/").text.startswith("own landing click=True")
+            assert client.get("/").text == "own landing click=True offer=True"  # the trial
+            assert client.get("/").text == "own landing click=True offer=True"
         finally:
             tracker.stop()
             KeitaroExtension.close(app)

@@ -344,7 +344,7 @@ def test_fault(fault: Fault, fail_mode: FailMode) -> None:
                     time.sleep(fault.pause)
                 started = time.monotonic()
                 # A new test client: each visit is a new visitor, with no cookie.
-                response = app.test_client().get(f"/?visit={visit}", base_url=f"http://{SITE_HOST}")
+                response = app.test_client().get(fault.path(visit), base_url=f"http://{SITE_HOST}")
                 seconds = time.monotonic() - started
                 items = list(response.headers.items())
                 seen.append(Seen(response.status_code, items, response.data, seconds))

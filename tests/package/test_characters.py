@@ -79,3 +79,10 @@ def test_no_other_module_compiles_a_control_character_class() -> None:
         len([p for p in _compiled_patterns("flask_keitaro/characters.py") if control.search(p)])
         == 5
     )
+
+
+def test_a_lone_surrogate_is_its_own_class() -> None:
+    found = characters.LONE_SURROGATE.search
+    assert found("a\ud800") and found("\udfff") and found("x\udc80y")
+    # A pair written as one character, other non-ASCII text and controls are not its business.
+    assert not found("\U0001f600 привет é \x00\t")
