@@ -80,8 +80,9 @@ class Seen:
     def summary(self) -> str:
         """What the visitor got, in a few words."""
         if self.body.startswith(b"own landing click=True"):
-            sub_id = self.body.split(b"sub_id=")[1].split(b" ")[0].decode("latin-1")
-            return f"{self.status} view with click {sub_id}"[:30]
+            _, found, rest = self.body.partition(b" sub_id=")
+            whose = " " + rest.split(b" ")[0].decode("latin-1") if found else ""
+            return f"{self.status} view with click{whose}"
         if self.body.startswith(b"own landing"):
             return f"{self.status} view, no click"
         location = self.header("Location")
