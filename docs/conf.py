@@ -110,6 +110,8 @@ python_modules = (
     "types",
     "ipaddress",
     "http.server",
+    "http.client",
+    "io",
     "decimal",
 )
 

@@ -11,10 +11,11 @@ urllib3's public knobs (``pool_classes_by_scheme``, ``ConnectionCls``, ``respons
   resolver has no timeout), connecting and the TLS handshake get at most the connect
   seconds, and every read of the answer at most the time left, so a tracker that trickles
   its answer a byte at a time cannot hold a visitor past the deadline;
-* up to :data:`MAX_INTERIM_ANSWERS` interim answers (``102``, ``103``) are read past to the
-  final one; a ``101``, a compressed answer, an answer over :data:`MAX_ANSWER_BYTES`, or a
-  head over http.client's bounds (100 header lines, 64 KiB a line) is an
-  :exc:`InvalidAnswer`, refused before its body is read;
+* the answer's head is read by :mod:`flask_keitaro.heads`: up to
+  :data:`~flask_keitaro.heads.MAX_INTERIM_ANSWERS` interim answers (``102``, ``103``) are read past to the final
+  one; a ``101``, a compressed answer, an answer over :data:`MAX_ANSWER_BYTES`, a head over
+  http.client's bounds (100 lines, 64 KiB a line) or one it would take with a defect is an
+  :exc:`~flask_keitaro.heads.InvalidAnswer`, refused before its body is read;
 * a connection goes back to the pool only after a final ``200`` read to the end of its
   framing; any other answer closes it, and urllib3 drops a pooled connection that holds
   bytes nobody asked for before it is used again.
@@ -45,26 +46,29 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-#: The largest answer body accepted from the tracker; a larger one is an :exc:`InvalidAnswer`.
+from .heads import MAX_INTERIM_ANSWERS, InvalidAnswer, read_head
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "MAX_INTERIM_ANSWERS",
+    "WIRE_ALLOWANCE",
+    "DeadlineAdapter",
+    "InvalidAnswer",
+    "NoFreeConnection",
+]
+
+#: The largest answer body accepted from the tracker; a larger one is an :exc:`~flask_keitaro.heads.InvalidAnswer`.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 #: What one answer may take on the wire beyond its body: the head, and a chunked body's
 #: framing. Together with :data:`MAX_ANSWER_BYTES` it bounds what is read for any framing.
 WIRE_ALLOWANCE = 1024 * 1024
 
-#: How many interim (1xx) answers are read past before the final one.
-MAX_INTERIM_ANSWERS = 5
-
 #: How many name resolutions may wait on a stuck resolver at once. A resolution cannot be
 #: cancelled: it holds a thread until the system resolver gives up, so their number is capped.
 MAX_PENDING_RESOLUTIONS = 8
 
 _pending_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
-
-
-class InvalidAnswer(Exception):
-    """The tracker's answer breaks a rule of the transport; the package reports it as
-    :exc:`~flask_keitaro.InvalidTrackerResponse` (the tracker is up: no breaker count)."""
 
 
 class NoFreeConnection(requests.exceptions.ConnectTimeout):
@@ -203,32 +207,31 @@ class DeadlineResponse(http.client.HTTPResponse):
         url: str | None = None,
     ) -> None:
         super().__init__(sock, debuglevel, method, url)
+        #: The request's method (a HEAD's answer has no body).
+        self.request_method = method
         # The base class's buffered reader, never read yet, gives up its socket reader to ours.
         raw = self.fp.detach()
         self.fp = io.BufferedReader(_DeadlineReader(raw, sock, current_budget()))
 
     def begin(self) -> None:
-        for _ in range(MAX_INTERIM_ANSWERS + 1):
-            try:
-                super().begin()
-            except http.client.LineTooLong as exc:
-                raise InvalidAnswer("a line of the tracker's answer head is over 64 KiB") from exc
-            except http.client.HTTPException as exc:
-                if type(exc) is not http.client.HTTPException:
-                    raise  # a cut-off or garbled status line: the connection failed
-                raise InvalidAnswer(f"the tracker's answer head is too long ({exc})") from exc
-            if self.status >= 200:
-                break
-            if self.status == 101:
-                raise InvalidAnswer("the tracker tried to switch protocols (101)")
-            # An interim answer (102, 103): its head is read; the final answer follows.
-            self.headers = self.msg = None  # type: ignore[assignment]
-        else:
-            raise InvalidAnswer(f"the tracker sent over {MAX_INTERIM_ANSWERS} interim answers")
-        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        # What http.client's begin sets, from the head read by flask_keitaro.heads (the same
+        # rules, without the email package's parser; interim answers read past).
+        if self.headers is not None:
+            return
+        head = read_head(self.fp, self.request_method)
+        self.code = self.status = head.status
+        self.reason = head.reason
+        self.version = head.version
+        self.headers = self.msg = head.message
+        self.chunked = head.chunked
+        if head.chunked:
+            self.chunk_left = None
+        self.length = head.length
+        self.will_close = head.will_close
+        encoding = head.message.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             raise InvalidAnswer("the tracker's answer is encoded, though identity was asked for")
-        if self.length is not None and self.length > MAX_ANSWER_BYTES:
+        if head.length is not None and head.length > MAX_ANSWER_BYTES:
             raise _too_large()
 
 
@@ -409,7 +412,7 @@ class DeadlineAdapter(HTTPAdapter):
         A slot is taken with the time left, then requests' own ``send`` runs with the
         deadline below it; a ``200``'s answer is read before the slot is given back.
         ``stream`` is not looked at. Raises what requests' adapter raises,
-        :exc:`NoFreeConnection` when no slot came free in time, and :exc:`InvalidAnswer`.
+        :exc:`NoFreeConnection` when no slot came free in time, and :exc:`~flask_keitaro.heads.InvalidAnswer`.
         """
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         by_name = False
