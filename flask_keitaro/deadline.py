@@ -12,10 +12,11 @@ urllib3's public knobs (``pool_classes_by_scheme``, ``ConnectionCls``, ``respons
   seconds, and every read of the answer at most the time left, so a tracker that trickles
   its answer a byte at a time cannot hold a visitor past the deadline;
 * the answer's head is read by :mod:`flask_keitaro.heads`: up to
-  :data:`~flask_keitaro.heads.MAX_INTERIM_ANSWERS` interim answers (``102``, ``103``) are read past to the final
-  one; a ``101``, a compressed answer, an answer over :data:`MAX_ANSWER_BYTES`, a head over
-  http.client's bounds (100 lines, 64 KiB a line) or one it would take with a defect is an
-  :exc:`~flask_keitaro.heads.InvalidAnswer`, refused before its body is read;
+  :data:`~flask_keitaro.heads.MAX_INTERIM_ANSWERS` interim answers (``102``, ``103``) are
+  read past to the final one; a ``101``, a compressed answer, an answer over
+  :data:`MAX_ANSWER_BYTES`, a head over http.client's bounds (100 lines, 64 KiB a line) or
+  one it would take with a defect is an :exc:`~flask_keitaro.heads.InvalidAnswer`, refused
+  before its body is read;
 * a connection goes back to the pool only after a final ``200`` read to the end of its
   framing; any other answer closes it, and urllib3 drops a pooled connection that holds
   bytes nobody asked for before it is used again.
@@ -57,7 +58,8 @@ __all__ = [
     "NoFreeConnection",
 ]
 
-#: The largest answer body accepted from the tracker; a larger one is an :exc:`~flask_keitaro.heads.InvalidAnswer`.
+#: The largest answer body accepted from the tracker; a larger one is an
+#: :exc:`~flask_keitaro.heads.InvalidAnswer`.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 #: What one answer may take on the wire beyond its body: the head, and a chunked body's
@@ -412,7 +414,8 @@ class DeadlineAdapter(HTTPAdapter):
         A slot is taken with the time left, then requests' own ``send`` runs with the
         deadline below it; a ``200``'s answer is read before the slot is given back.
         ``stream`` is not looked at. Raises what requests' adapter raises,
-        :exc:`NoFreeConnection` when no slot came free in time, and :exc:`~flask_keitaro.heads.InvalidAnswer`.
+        :exc:`NoFreeConnection` when no slot came free in time, and
+        :exc:`~flask_keitaro.heads.InvalidAnswer`.
         """
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         by_name = False
