@@ -26,6 +26,31 @@ def token_config_key(token: PerRequest) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def token_config_problem(value: object) -> str | None:
+    """What is wrong with ``value``, read from a ``token_from_config`` key (``None``: nothing).
+
+    Missing, blank and not a string are all mistakes: a site switches clicks off with
+    ``KEITARO_ENABLED``, never by emptying a token.
+    """
+    if value is None:
+        return "is not set"
+    if not isinstance(value, str):
+        return f"holds a {type(value).__name__}, not a campaign token string"
+    if not value.strip():
+        return "is empty"
+    return None
+
+
+def secret_key_finding(config: KeitaroConfig, has_key: bool, name: str) -> Finding | None:
+    """The warning when the state cookie has no key (``name``: the setting that gives one)."""
+    if has_key or not (config.restore and config.enabled):
+        return None
+    return Finding.warning(
+        f"{name} is not set: the Keitaro click state cookie is off, so returning visitors are"
+        " clicked again"
+    )
+
+
 @dataclass(frozen=True)
 class CampaignRoute:
     """A view decorated with :func:`~flask_keitaro.keitaro_campaign`, as the app routes it."""
@@ -101,26 +126,19 @@ def check_routes(site: Site) -> Iterable[Finding]:
         key = token_config_key(campaign.route.token)
         if key is None:
             continue
-        value = site.app_config.get(key)
-        if value is None or value == "":
+        problem = token_config_problem(site.app_config.get(key))
+        if problem is not None:
             yield Finding.error(
-                f"route {campaign.name}: its campaign token's config key {key} is not set,"
+                f"route {campaign.name}: its campaign token's config key {key} {problem},"
                 " so its visitors are not clicked"
-            )
-        elif not isinstance(value, str):
-            yield Finding.error(
-                f"route {campaign.name}: config key {key} holds a {type(value).__name__},"
-                " not a campaign token string"
             )
 
 
 def check_state(site: Site) -> Iterable[Finding]:
     """No ``SECRET_KEY``: no click state, so returning visitors are clicked again."""
-    if site.config.restore and site.config.enabled and not site.app_config.get("SECRET_KEY"):
-        yield Finding.warning(
-            "SECRET_KEY is not set: the click state cookie is off, so returning visitors are"
-            " clicked again"
-        )
+    finding = secret_key_finding(site.config, bool(site.app_config.get("SECRET_KEY")), "SECRET_KEY")
+    if finding is not None:
+        yield finding
 
 
 def check_prefetch(site: Site) -> Iterable[Finding]:

@@ -6,22 +6,24 @@ logic of its own.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, after_this_request, current_app, g, request
+from flask import Blueprint, Flask, after_this_request, current_app, g, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .checks import TOKEN_CONFIG_KEY, CampaignRoute
+from .checks import TOKEN_CONFIG_KEY, CampaignRoute, secret_key_finding, token_config_problem
 from .click import Click
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
@@ -43,6 +45,9 @@ _G_CLICK = "_keitaro_click"
 #: The attribute of a decorated view holding its campaign route: the outermost decorator's,
 #: the one that clicks. ``functools.wraps`` carries it up through decorators stacked above.
 _ROUTE = "keitaro_route"
+#: The views ``keitaro_campaign`` wrapped: one of them routed as it is means the decorators
+#: are in the wrong order. Weak, so that a view's lifetime stays the site's business.
+_WRAPPED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 class ViewDecorator(Protocol):
@@ -112,6 +117,10 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     route = Route(*args, **kwargs)
 
     def decorator(view: F) -> F:
+        wrong = _not_a_view(view)
+        if wrong is not None:
+            raise TypeError(wrong)
+
         @functools.wraps(view)
         def wrapper(*view_args: Any, **view_kwargs: Any) -> ResponseReturnValue:
             # The objects themselves, not their context proxies: each is read several times.
@@ -135,26 +144,106 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
             return outcome.finish(app.make_response(run_view(*view_args, **view_kwargs)))
 
         setattr(wrapper, _ROUTE, route)
+        # A callable that cannot be weakly referenced is not remembered, and not checked.
+        with contextlib.suppress(TypeError):
+            _WRAPPED.add(view)
         return cast(F, wrapper)
 
     return decorator
+
+
+def _not_a_view(view: object) -> str | None:
+    """Why ``view`` cannot take :func:`keitaro_campaign` (``None``: it can)."""
+    start = "keitaro_campaign decorates a view function, not"
+    if isinstance(view, Blueprint):
+        return (
+            f"{start} a Blueprint: decorate the blueprint's views (@blueprint.route(...) on top,"
+            " @keitaro_campaign(...) below it), or wrap the whole WSGI app in KeitaroMiddleware"
+        )
+    if inspect.isclass(view):
+        return (
+            f"{start} a class ({view.__name__}): for a class-based view, list it in the class's"
+            f" decorators = [keitaro_campaign(...)], or decorate what {view.__name__}.as_view(name)"
+            " returns"
+        )
+    if isinstance(view, Flask):
+        return (
+            f"{start} a Flask app: decorate its views, or wrap a whole WSGI app in"
+            " KeitaroMiddleware"
+        )
+    if not callable(view):
+        return f"{start} a {type(view).__name__}"
+    return None
+
+
+def _wrapped_and_unrouted(app: Flask, view: Callable[..., Any]) -> bool:
+    """``view`` was wrapped by :func:`keitaro_campaign`, and ``app`` routes no view wrapping it.
+
+    That is ``@keitaro_campaign`` above ``@app.route``: the route registered the view before
+    the campaign wrapped it. The same function also routed in its wrapper (a page shown with
+    and without a click) is no mistake.
+    """
+    try:
+        if view not in _WRAPPED:
+            return False
+    except TypeError:  # not hashable: never remembered
+        return False
+    for routed in app.view_functions.values():
+        inner = getattr(routed, "__wrapped__", None)
+        while inner is not None:
+            if inner is view:
+                return False
+            inner = getattr(inner, "__wrapped__", None)
+    return True
+
+
+def _check_view_order(app: Flask) -> Callable[[], None]:
+    """A ``before_request`` hook: each endpoint's view is checked once, on its first request.
+
+    A view routed without the campaign it was decorated with raises
+    :exc:`~flask_keitaro.ConfigurationError` naming it and the right order, on every request,
+    until the site is fixed: no visitor of it would be clicked.
+    """
+    checked: set[str | None] = set()
+
+    def check() -> None:
+        endpoint = request.endpoint
+        if endpoint in checked:
+            return
+        view = app.view_functions.get(endpoint) if endpoint is not None else None
+        if view is not None and _wrapped_and_unrouted(app, view):
+            name = getattr(view, "__name__", endpoint)
+            raise ConfigurationError(
+                "view",
+                name,
+                f"(endpoint {endpoint!r}) is routed without its @keitaro_campaign, so no visitor"
+                " of it is clicked: the decorators are in the wrong order. Put @app.route(...)"
+                " (or @blueprint.route(...)) on top and @keitaro_campaign(...) below it",
+            )
+        checked.add(endpoint)
+
+    return check
 
 
 def token_from_config(key: str) -> Callable[[Request], str | None]:
     """A campaign token read from the app's config ``key`` at request time.
 
     ``@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))`` lets views be defined at
-    import time while tokens come from the environment; a missing or empty value means no
-    click for the request (the view runs with an empty click). ``flask keitaro check`` names
-    every route whose key is missing.
+    import time while tokens come from the environment. A key that is missing, empty or not
+    a string is a mistake, never a way to switch clicks off (``KEITARO_ENABLED = False`` is):
+    the route's first request logs an ERROR naming the key and the route, and each request
+    follows :data:`KEITARO_FAIL_MODE` (``"open"``: the view runs with an empty click;
+    ``"closed"``: 503). ``flask keitaro check`` names every route whose key is not set.
     """
 
     def token(request: Request) -> str | None:
         value = current_app.config.get(key)
-        if value is not None and not isinstance(value, str):
-            logger.warning("Config key %s does not hold a campaign token string: no click", key)
-            return None
-        return value or None
+        problem = token_config_problem(value)
+        if problem is not None:
+            # Only a type is shown of a value that is not a string: it may be a secret.
+            shown = value if value is None or isinstance(value, str) else type(value).__name__
+            raise ConfigurationError(key, shown, f"the campaign token's config key {problem}")
+        return cast(str, value)
 
     token.__qualname__ = f"token_from_config({key!r})"
     setattr(token, TOKEN_CONFIG_KEY, key)  # what ``flask keitaro check`` looks up
@@ -207,11 +296,10 @@ class KeitaroExtension:
         if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:
             app.before_request(_note_no_threads())
         app.context_processor(_template_globals)
-        if not app.secret_key and config.restore and config.enabled:
-            logger.warning(
-                "SECRET_KEY is not set: the Keitaro click state cookie is off,"
-                " so returning visitors are clicked again."
-            )
+        app.before_request(_check_view_order(app))
+        no_secret = secret_key_finding(config, bool(app.secret_key), "SECRET_KEY")
+        if no_secret is not None:
+            logger.warning(no_secret.text)
 
     @property
     def breaker_state(self) -> BreakerState:
@@ -294,19 +382,23 @@ def _secret_keys(app: Flask) -> SecretKeys:
     return (secret_key, *(key for key in fallbacks if key))
 
 
+#: What ``current_click`` is where no click was made: falsy, every field ``None``.
+_NO_CLICK = Click.empty()
+
+
 def _get_click() -> Click:
-    click = g.get(_G_CLICK)
-    if click is None:
-        raise RuntimeError(
-            "current_click is only available inside a view decorated with @keitaro_campaign."
-        )
-    return cast(Click, click)
+    try:
+        click = g.get(_G_CLICK)
+    except RuntimeError:  # no app context: as in a view that no campaign decorates
+        return _NO_CLICK
+    return _NO_CLICK if click is None else cast(Click, click)
 
 
-#: The click of the current request, inside a view decorated with :func:`keitaro_campaign`.
+#: The click of the current request, inside a view decorated with :func:`keitaro_campaign`;
+#: anywhere else an empty click (falsy, every field ``None``).
 current_click: Click = LocalProxy(_get_click)  # type: ignore[assignment]
 
 
 def _template_globals() -> dict[str, Any]:
-    click = g.get(_G_CLICK) or Click.empty()
+    click = _get_click()
     return {"keitaro_click": click, "keitaro_offer_url": click.offer_url}

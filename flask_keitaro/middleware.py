@@ -6,6 +6,7 @@ Django, Falcon, Bottle or a bare WSGI callable get the same clicks, byte for byt
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -17,6 +18,7 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
+from .checks import secret_key_finding
 from .config import OPTIONS, KeitaroConfig, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
@@ -26,6 +28,8 @@ from .postback import from_config as postback_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("flask_keitaro")
 
 #: The ``environ`` key under which the wrapped app finds the request's
 #: :class:`~flask_keitaro.Click`.
@@ -106,6 +110,11 @@ class KeitaroMiddleware:
         ignore_case: bool = False,
         **options: Any,
     ) -> None:
+        if not callable(app):
+            raise TypeError(
+                "KeitaroMiddleware wraps a WSGI application (a callable taking environ and"
+                f" start_response), not a {type(app).__name__}"
+            )
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
@@ -119,6 +128,9 @@ class KeitaroMiddleware:
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self)
         self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
+        no_secret = secret_key_finding(checked, bool(self.secret_keys), "secret_key")
+        if no_secret is not None:
+            logger.warning(no_secret.text)
         self._slash = not ignore_trailing_slash
         self._fold = ignore_case
         self._exact: dict[str, Route] = {}

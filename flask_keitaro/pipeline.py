@@ -26,6 +26,7 @@ from .config import (
     OPTIONS,
     KeitaroConfig,
     SendParams,
+    key_name,
     validate_bool,
     validate_landing_id,
     validate_option,
@@ -53,6 +54,9 @@ PerRequest = str | Callable[[Request], str | None]
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
 
+#: How many config keys a pipeline logs as missing a campaign token, each once.
+MAX_LOGGED_TOKEN_KEYS = 1024
+
 
 @dataclass(frozen=True, repr=False)
 class Route:
@@ -70,7 +74,9 @@ class Route:
 
     :param token: the campaign token (a non-empty string), or a callable taking the request
         and returning it (``None``: no click for that request; the view runs with an empty
-        click).
+        click). A callable raises :exc:`~flask_keitaro.ConfigurationError` for a token the
+        site should have and has not (as :func:`~flask_keitaro.token_from_config` does): the
+        first such request of each key logs an ERROR, and :data:`KEITARO_FAIL_MODE` decides.
     :param force_redirect_offer: ``True`` or ``False``; ``True`` sends
         ``force_redirect_offer=1`` (straight to the offer).
     :param landing_id: a landing id, sent as ``landing_id``: a whole number from 1 to
@@ -256,6 +262,8 @@ class Pipeline:
         )
         #: What replay must know of the site: the same private-data rule, the other way.
         self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
+        #: The config keys already logged as missing a route's campaign token.
+        self._logged_token_keys: set[str] = set()
 
     @classmethod
     def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
@@ -288,7 +296,10 @@ class Pipeline:
         ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
         click's ``postback`` reports through (the door's own).
         """
-        token = None if is_cors_preflight(request) else route.token_for(request)
+        try:
+            token = None if is_cors_preflight(request) else route.token_for(request)
+        except ConfigurationError as missing:
+            return self._no_token(missing, request, reporter)
         if token is None or not self.config.enabled:
             return Outcome(Click.empty(reporter), touched=False)
         config = self.config
@@ -387,6 +398,31 @@ class Pipeline:
         signals.click_failed.send(sender, error=error, elapsed=elapsed)
         unavailable = self.config.fail_mode == "closed"
         return Outcome(Click.empty(reporter), unavailable=unavailable, policy=policy)
+
+    def _no_token(
+        self, error: ConfigurationError, request: Request, reporter: Reporter | None
+    ) -> Outcome:
+        """The site should have the route's campaign token and has not: the fail mode decides.
+
+        Logged as an ERROR once per config key, naming the route (the endpoint under Flask,
+        else the path); never a token.
+        """
+        if not self.config.enabled:
+            return Outcome(Click.empty(reporter), touched=False)
+        closed = self.config.fail_mode == "closed"
+        logged = self._logged_token_keys
+        if error.key not in logged and len(logged) < MAX_LOGGED_TOKEN_KEYS:
+            logged.add(error.key)
+            logger.error(
+                "Keitaro route %r is not clicked: %s. Its visitors get %s (%s = %r)",
+                getattr(request, "endpoint", None) or request.path,
+                error,
+                "a 503" if closed else "the view with an empty click",
+                key_name("fail_mode"),
+                self.config.fail_mode,
+            )
+        policy = self._policies[request.is_secure]
+        return Outcome(Click.empty(reporter), unavailable=closed, policy=policy)
 
     def _restore(
         self, token: str, request: Request, state: ClickState | None, reporter: Reporter | None
