@@ -7,7 +7,8 @@ the tracker's cookies and the uniqueness cookie (names, values, lifetimes, the n
 tracker may never set), and the tracker's word on caching, which is never taken. Each rule is
 a small function that says what is wrong with a value, or gives the value in its safe form;
 what breaks a rule is dropped and named in a WARNING (names and reasons, never values), never
-sent. A ``Location`` it refuses makes the whole answer invalid.
+sent. A ``Location`` it refuses, or a ``sub_id`` that is not text, makes the whole answer
+invalid.
 """
 
 from __future__ import annotations
@@ -355,11 +356,11 @@ class Verdict:
     #: when the tracker said "show your own page".
     response: Response | None
     #: The cookies to set on whatever response the visitor gets.
-    cookies: tuple[SetCookie, ...] = ()
+    cookies: tuple[SetCookie, ...]
     #: The names of the tracker's cookies (the uniqueness cookie aside), for the state.
-    tracker_cookies: tuple[str, ...] = ()
+    tracker_cookies: tuple[str, ...]
     #: The lifetime of the tracker's cookies, and of the click in the state, in seconds.
-    max_age: int = 3600
+    max_age: int
 
     @property
     def acted(self) -> bool:
