@@ -63,6 +63,10 @@ nitpick_ignore = [
     ("py:class", "Keyword"),
     ("py:class", "SendParams"),
     ("py:class", "CampaignSpec"),
+    ("py:class", "Landing"),
+    ("py:class", "Consent"),
+    # Flask's type of what a view returns (render_landing returns what the view would).
+    ("py:class", "ResponseReturnValue"),
     # What make_emulator_server returns: described in prose on the API page.
     ("py:class", "flask_keitaro.emulator.wsgi_server.KeepAliveWSGIServer"),
     # The WSGI callable type of PEP 3333 (typeshed's name for it).

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, abort, current_app, redirect, render_template, request, url_for
-from werkzeug.wrappers import Response
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Request, Response
 
 from flask_keitaro import (
     ConfigurationError,
@@ -21,12 +22,15 @@ from flask_keitaro import (
     KeitaroExtension,
     PostbackError,
     keitaro_campaign,
+    render_landing,
     token_from_config,
 )
 
 __all__ = [
+    "CONSENT_COOKIE",
     "DEFAULT_CONFIG",
     "GO_TOKEN",
+    "HERBS_TOKEN",
     "LANDING_TOKEN",
     "PROMO_TOKEN",
     "create_app",
@@ -41,6 +45,13 @@ LANDING_TOKEN = "lnd4x7q2m9c8v1b6n3z5k0w2e4r6t8y1"
 GO_TOKEN = "go7h3j5k8l2p4q6r9s1t3u5v7w9x2y4z"
 #: Token of the "/promo" campaign (Germany only).
 PROMO_TOKEN = "prm2b4d6f8h1j3l5n7p9r2t4v6x8z1a3"
+#: Token of the "/herbs" A/B test of two pages.
+HERBS_TOKEN = "hrb8k2m4p6r8t1v3x5z7b9d2f4h6j8l1"
+
+#: The cookie in which the site's cookie banner keeps the visitor's answer.
+CONSENT_COOKIE = "cookie_consent"
+#: The banner's answers, and what each says to the extension's consent rule.
+CONSENT_ANSWERS = {"accept": True, "refuse": False}
 
 #: What ``create_app`` starts from; the ``config`` argument overrides any of it.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -51,6 +62,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "SITE_LANDING_TOKEN": LANDING_TOKEN,
     "SITE_GO_TOKEN": GO_TOKEN,
     "SITE_PROMO_TOKEN": PROMO_TOKEN,
+    "SITE_HERBS_TOKEN": HERBS_TOKEN,
     # Conversions go to KEITARO_POSTBACK_URL: the emulator's postback URL in the demo, your
     # tracker's (https://tracker.example.com/<postback key>/postback) from the environment.
     # They wait for the tracker in the outbox, "keitaro-postbacks.sqlite3" in the app's
@@ -114,6 +126,43 @@ def promo() -> str:
     return render_template("promo.html")
 
 
+def banner_answer(request: Request) -> bool | None:
+    """The visitor's answer to the cookie banner: ``True``, ``False``, or ``None`` (not yet)."""
+    return CONSENT_ANSWERS.get(request.cookies.get(CONSENT_COOKIE, ""))
+
+
+# An A/B test of two pages: the tracker picks the landing, the route maps its id to a
+# template. The consent rule is the route's here, so that only these pages ask; a site
+# that serves the EU sets KEITARO_CONSENT, for all its routes. A visitor who accepted is
+# restored from the click state and sees the same page again; one who did not is a new
+# click on every visit.
+@keitaro_campaign(
+    token_from_config("SITE_HERBS_TOKEN"),
+    landings={104: "herbs_windowsill.html", 105: "herbs_kitchen.html"},
+    landing_default="herbs_windowsill.html",
+    restore=True,
+    consent=banner_answer,
+)
+def herbs() -> ResponseReturnValue:
+    """The page the tracker chose for this visitor (the first one when it could not)."""
+    return render_landing()
+
+
+def consent() -> Response:
+    """The banner's answer: kept half a year in a cookie of the site's own, then back."""
+    answer = request.form.get("answer", "")
+    target = request.form.get("next", "")
+    # Only a path of this site: the form must not send the visitor elsewhere.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = url_for("landing")
+    response = redirect(target, code=303)
+    if answer in CONSENT_ANSWERS:
+        response.set_cookie(
+            CONSENT_COOKIE, answer, max_age=183 * 24 * 3600, httponly=True, samesite="Lax"
+        )
+    return response
+
+
 def in_app() -> str:
     """Where app WebViews are sent: a page asking to open the site in a browser."""
     return render_template("in_app.html")
@@ -138,6 +187,8 @@ _VIEWS: list[tuple[str, Callable[..., Any], list[str]]] = [
     ("/", landing, ["GET"]),
     ("/go", go, ["GET"]),
     ("/promo", promo, ["GET"]),
+    ("/herbs", herbs, ["GET"]),
+    ("/consent", consent, ["POST"]),
     ("/app", in_app, ["GET"]),
     ("/offer", offer, ["GET", "POST"]),
     ("/healthz", healthz, ["GET"]),

@@ -4,8 +4,9 @@
 
 Without ``KEITARO_TRACKER_URL`` in the environment the local Click API emulator
 starts in a thread with ``example_site/campaigns.toml``; with it, the site talks to
-that tracker (set ``SITE_LANDING_TOKEN``, ``SITE_GO_TOKEN`` and ``SITE_PROMO_TOKEN``
-to your campaigns' tokens, and ``KEITARO_POSTBACK_URL`` to your postback URL).
+that tracker (set ``SITE_LANDING_TOKEN``, ``SITE_GO_TOKEN``, ``SITE_PROMO_TOKEN`` and
+``SITE_HERBS_TOKEN`` to your campaigns' tokens, and ``KEITARO_POSTBACK_URL`` to your
+postback URL).
 Conversions wait for the tracker in the outbox, a file in the app's instance folder.
 """
 
@@ -19,7 +20,13 @@ import sys
 
 from .server import DemoServer
 
-_ENV_KEYS = ("SITE_LANDING_TOKEN", "SITE_GO_TOKEN", "SITE_PROMO_TOKEN", "KEITARO_POSTBACK_URL")
+_ENV_KEYS = (
+    "SITE_LANDING_TOKEN",
+    "SITE_GO_TOKEN",
+    "SITE_PROMO_TOKEN",
+    "SITE_HERBS_TOKEN",
+    "KEITARO_POSTBACK_URL",
+)
 
 # The --help text: plain words for a terminal (the module docstring is for the docs).
 _DESCRIPTION = """\
@@ -27,10 +34,10 @@ Run the example landing site with the local Click API emulator beside it.
 
 Without KEITARO_TRACKER_URL in the environment, the emulator starts in a thread
 with example_site/campaigns.toml. With it, the site talks to that tracker: set
-SITE_LANDING_TOKEN, SITE_GO_TOKEN and SITE_PROMO_TOKEN to your campaigns' tokens,
-and KEITARO_POSTBACK_URL to your tracker's postback URL. Conversions the tracker
-does not take at once wait in the outbox, a file in the app's instance folder
-(printed at start), and are sent when it is back.
+SITE_LANDING_TOKEN, SITE_GO_TOKEN, SITE_PROMO_TOKEN and SITE_HERBS_TOKEN to your
+campaigns' tokens, and KEITARO_POSTBACK_URL to your tracker's postback URL.
+Conversions the tracker does not take at once wait in the outbox, a file in the
+app's instance folder (printed at start), and are sent when it is back.
 """
 
 

@@ -17,7 +17,13 @@ from .errors import (
     TrackerTimeout,
     TrackerUnavailable,
 )
-from .extension import KeitaroExtension, current_click, keitaro_campaign, token_from_config
+from .extension import (
+    KeitaroExtension,
+    current_click,
+    keitaro_campaign,
+    render_landing,
+    token_from_config,
+)
 from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
 from .pipeline import Route
@@ -69,5 +75,6 @@ __all__ = [
     "postback_delivered",
     "postback_failed",
     "postback_queued",
+    "render_landing",
     "token_from_config",
 ]

@@ -7,12 +7,15 @@ is one more function in that list.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import KeitaroConfig, key_name
-from .errors import token_hint
+import requests
+
+from .config import MAX_ID, KeitaroConfig, key_name
+from .errors import token_digest, token_hint
 from .forwarding import is_private_name
 from .pipeline import PerRequest, Route
 
@@ -39,6 +42,15 @@ def token_config_problem(value: object) -> str | None:
     if not value.strip():
         return "is empty"
     return None
+
+
+def wrong_order(endpoint: str) -> str:
+    """What is said of a view routed without the campaign it was decorated with."""
+    return (
+        f"(endpoint {endpoint!r}) is routed without its @keitaro_campaign, so no visitor of it"
+        " is clicked: the decorators are in the wrong order. Put @app.route(...) (or"
+        " @blueprint.route(...)) on top and @keitaro_campaign(...) below it"
+    )
 
 
 def secret_key_finding(config: KeitaroConfig, has_key: bool, name: str) -> Finding | None:
@@ -89,6 +101,8 @@ class Site:
     routes: tuple[CampaignRoute, ...]
     #: The app's session cookie name, which the tracker may never set nor read.
     session_cookie: str = "session"
+    #: Endpoints routed to a view as it was before a campaign wrapped it -> the view's name.
+    misordered: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,12 @@ def check_routes(site: Site) -> Iterable[Finding]:
                 f"route {campaign.name}: its campaign token's config key {key} {problem},"
                 " so its visitors are not clicked"
             )
+
+
+def check_view_order(site: Site) -> Iterable[Finding]:
+    """No view is routed as it was before a campaign wrapped it (decorators in the wrong order)."""
+    for endpoint, view in site.misordered.items():
+        yield Finding.error(f"view {view} {wrong_order(endpoint)}")
 
 
 def check_state(site: Site) -> Iterable[Finding]:
@@ -178,13 +198,159 @@ def check_private_cookies(site: Site) -> Iterable[Finding]:
         )
 
 
+#: Where the local emulator lists its campaigns and their streams' landings.
+EMULATOR_CAMPAIGNS = "/emulator/campaigns.json"
+
+#: The most of the emulator's campaign list read: a campaigns file is a few kilobytes.
+MAX_CAMPAIGNS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TrackerLandings:
+    """One campaign's landings on the emulator: its id, name and landing ids."""
+
+    campaign_id: int
+    name: str
+    #: The ``local`` landings (the site's own pages) of all its streams.
+    local: frozenset[int]
+    #: The landings the tracker redirects to: never shown by the site.
+    remote: frozenset[int]
+
+
+def emulator_campaigns(config: KeitaroConfig) -> dict[str, TrackerLandings] | str:
+    """The emulator's campaigns by their token's SHA-256, or why they cannot be read.
+
+    A real tracker has no such list: the Click API cannot tell a campaign's landings. The
+    answer is read bounded and checked by type, as everything from a tracker is.
+    """
+    url = config.tracker_url + EMULATOR_CAMPAIGNS
+    try:
+        with requests.get(
+            url,
+            timeout=config.timeout,
+            verify=config.verify_ssl,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            body = b""
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > MAX_CAMPAIGNS_BYTES:
+                    break
+            status = response.status_code
+    except requests.RequestException as exc:
+        return f"the tracker could not be reached ({type(exc).__name__})"
+    if status != 200 or len(body) > MAX_CAMPAIGNS_BYTES:
+        return "the tracker is not the local emulator, and the Click API lists no landings"
+    try:
+        return _read_campaigns(json.loads(body))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return "the tracker is not the local emulator, and the Click API lists no landings"
+
+
+def _landing_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise ValueError("not a landing id")
+    return value
+
+
+def _read_campaigns(data: object) -> dict[str, TrackerLandings]:
+    if not isinstance(data, dict) or not isinstance(data["campaigns"], list):
+        raise ValueError("not a campaign list")
+    found = {}
+    for campaign in data["campaigns"]:
+        local: set[int] = set()
+        remote: set[int] = set()
+        for stream in campaign["streams"]:
+            for landing in stream["landings"]:
+                (local if landing["local"] is True else remote).add(_landing_id(landing["id"]))
+        digest, name = campaign["token_sha256"], campaign["name"]
+        if not isinstance(digest, str) or not isinstance(name, str):
+            raise ValueError("not a campaign")
+        found[digest] = TrackerLandings(
+            _landing_id(campaign["id"]), name, frozenset(local), frozenset(remote)
+        )
+    return found
+
+
+def _route_token(campaign: CampaignRoute, site: Site) -> str | None:
+    """The route's campaign token when it is known without a request."""
+    token = campaign.route.token
+    key = token_config_key(token)
+    if key is not None:
+        value = site.app_config.get(key)
+        return value if isinstance(value, str) and value else None
+    return token if isinstance(token, str) else None
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return ", ".join(map(str, sorted(ids)))
+
+
+def check_landings(site: Site) -> Iterable[Finding]:
+    """Each route's ``landings`` against its campaign's landings on the emulator.
+
+    A local landing of the campaign that the route does not map is an error (its visitors
+    see ``landing_default``); an id the campaign has not, or a remote landing, a warning.
+    Against a real tracker the ids cannot be checked: one warning says so.
+    """
+    routes = [campaign for campaign in site.routes if campaign.route.landings is not None]
+    if not routes or not site.config.enabled:
+        return
+    campaigns = emulator_campaigns(site.config)
+    if isinstance(campaigns, str):
+        for campaign in routes:
+            yield Finding.warning(
+                f"route {campaign.name}: its landing ids cannot be checked: {campaigns};"
+                " compare them with the campaign's streams in the tracker"
+            )
+        return
+    for campaign in routes:
+        token = _route_token(campaign, site)
+        if token is None:
+            yield Finding.warning(
+                f"route {campaign.name}: its landing ids cannot be checked: its campaign token"
+                " is chosen per request"
+            )
+            continue
+        landings = campaigns.get(token_digest(token))
+        if landings is None:
+            yield Finding.error(
+                f"route {campaign.name}: no campaign of the emulator has its token"
+                f" ...{token_hint(token)}, so its landing ids cannot be checked"
+            )
+            continue
+        mapped = set(campaign.route.landings or {})
+        where = f"campaign {landings.campaign_id} ({landings.name})"
+        unmapped = landings.local - mapped
+        if unmapped:
+            yield Finding.error(
+                f"route {campaign.name}: {where} rotates the local landings {_ids(unmapped)},"
+                " which the route's landings do not map: their visitors see landing_default"
+            )
+        remote = mapped & landings.remote
+        if remote:
+            yield Finding.warning(
+                f"route {campaign.name}: landings {_ids(remote)} of {where} are remote: the"
+                " tracker sends their visitors to their URL, and the route never shows them"
+            )
+        unknown = mapped - landings.local - landings.remote
+        if unknown:
+            yield Finding.warning(
+                f"route {campaign.name}: {where} has no landings {_ids(unknown)}: the route"
+                f" maps them for nothing (its local landings: {_ids(landings.local) or 'none'})"
+            )
+
+
 #: The checks ``flask keitaro check`` runs, in this order.
 CHECKS: list[Check] = [
     check_enabled,
     check_routes,
+    check_view_order,
     check_state,
     check_prefetch,
     check_private_cookies,
+    check_landings,
 ]
 
 

@@ -65,6 +65,7 @@ def report_checks(state: KeitaroState) -> bool:
         app.config,
         routes,
         session_cookie=app.config.get("SESSION_COOKIE_NAME") or "session",
+        misordered=state.misordered_views(app),
     )
     for i, campaign in enumerate(routes):
         click.echo(

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Response
 
 from .characters import LONE_SURROGATE
+from .config import Landing
 from .conversion import Conversion, click_postback_method
 from .postback import PostbackResult
 from .result import UNIQUENESS_LEVELS, ClickInfo
@@ -29,7 +30,18 @@ class Click:
     ``AttributeError``, so what one receiver of a signal sees, every other code sees too.
     """
 
-    __slots__ = ("_acted", "_info", "_log", "_raw", "_reporter", "_response", "_restored", "_url")
+    __slots__ = (
+        "_acted",
+        "_consented",
+        "_info",
+        "_landing",
+        "_log",
+        "_raw",
+        "_reporter",
+        "_response",
+        "_restored",
+        "_url",
+    )
     _info: ClickInfo | None
     _url: str
     _log: tuple[str, ...]
@@ -38,6 +50,8 @@ class Click:
     _acted: bool
     _response: Response | None
     _reporter: Reporter | None
+    _landing: Landing | None
+    _consented: bool | None
 
     def __init__(
         self,
@@ -50,6 +64,8 @@ class Click:
         acted: bool = False,
         response: Response | None = None,
         reporter: Reporter | None = None,
+        landing: Landing | None = None,
+        consented: bool | None = True,
     ) -> None:
         set_slot = object.__setattr__
         set_slot(self, "_info", info)
@@ -60,11 +76,22 @@ class Click:
         set_slot(self, "_acted", acted)
         set_slot(self, "_response", response)
         set_slot(self, "_reporter", reporter)
+        set_slot(self, "_landing", landing)
+        set_slot(self, "_consented", consented)
 
     @classmethod
-    def empty(cls, reporter: Reporter | None = None) -> Click:
-        """A click that did not happen (its ``postback`` reports through ``reporter``)."""
-        return cls(None, reporter=reporter)
+    def empty(
+        cls,
+        reporter: Reporter | None = None,
+        *,
+        landing: Landing | None = None,
+        consented: bool | None = True,
+    ) -> Click:
+        """A click that did not happen (its ``postback`` reports through ``reporter``).
+
+        ``landing`` is what the route shows without a click (its ``landing_default``).
+        """
+        return cls(None, reporter=reporter, landing=landing, consented=consented)
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"a Click is read-only: {name!r} cannot be set")
@@ -134,6 +161,29 @@ class Click:
     def landing_id(self) -> int | None:
         """The landing the tracker chose, if any."""
         return self._info.landing_id if self._info else None
+
+    @property
+    def landing(self) -> Landing | None:
+        """What the route shows for this click: a template name or a callable.
+
+        The value the route's ``landings`` maps :attr:`landing_id` to, else its
+        ``landing_default`` (no ``landing_id``, an id the map does not have, or no click at
+        all); ``None`` on a route without ``landings``. :func:`~flask_keitaro.render_landing`
+        shows it.
+        """
+        return self._landing
+
+    @property
+    def consented(self) -> bool | None:
+        """The visitor's answer to the consent rule (:data:`KEITARO_CONSENT`, ``consent=``).
+
+        ``True``: consented, or no rule is set (the extension's cookies are set); ``False``:
+        refused; ``None``: not asked yet, or the rule raised. Unless ``True``, the extension
+        set no cookie for this click and forwarded none of the tracker's. The rule is asked
+        even when no click is made (no token, :data:`KEITARO_ENABLED` off), but not for a
+        CORS preflight (``True``).
+        """
+        return self._consented
 
     @property
     def offer_ids(self) -> list[int]:

@@ -6,8 +6,11 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
+
+from werkzeug.wrappers import Request
 
 from .characters import URL_CONTROL, is_token
 from .errors import ConfigurationError, postback_url_hint
@@ -18,6 +21,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
+
+#: The consent rule: a callable taking the request and answering ``True`` (consented),
+#: ``False`` (refused) or ``None`` (not asked yet).
+Consent = Callable[[Request], bool | None]
+
+#: What a route shows for a landing: a template name, or a callable taking the click (and
+#: the keyword arguments of :func:`~flask_keitaro.render_landing`) and returning a response.
+Landing = str | Callable[..., Any]
 
 T = TypeVar("T")
 
@@ -202,6 +213,51 @@ def validate_referrer(key: str, value: object) -> str | None:
     return value
 
 
+def validate_consent(key: str, value: object) -> Consent | None:
+    """Return the consent rule (``None``: no rule, cookies are set as usual), or raise."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            key, value, "must be None or a callable taking the request (True, False or None)"
+        )
+    return cast("Consent | None", value)
+
+
+def validate_landing(key: str, value: object) -> Landing:
+    """Return a landing: a template name (a non-empty string) or a callable; else raise."""
+    if callable(value) or (isinstance(value, str) and value.strip()):
+        return cast(Landing, value)
+    raise ConfigurationError(
+        key,
+        value,
+        "must be a template name or a callable taking the click and returning a response",
+    )
+
+
+def validate_landings(key: str, value: object) -> Mapping[int, Landing] | None:
+    """Return a read-only copy of a landings map (``None``: no landings), or raise.
+
+    Each key is a landing id as the tracker sends it in ``info.landing_id`` (an ``int`` from
+    1 to :data:`MAX_ID`; ``"101"`` is refused, since the tracker's id would never match it),
+    each value a landing (:func:`validate_landing`).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(
+            key, value, "must be a mapping of landing ids to template names or callables"
+        )
+    out: dict[int, Landing] = {}
+    for landing_id, landing in value.items():
+        if isinstance(landing_id, bool) or not isinstance(landing_id, int):
+            raise ConfigurationError(
+                key, landing_id, f"a key must be a landing id, an int from 1 to {MAX_ID}"
+            )
+        if not 0 < landing_id <= MAX_ID:
+            raise ConfigurationError(key, landing_id, f"a landing id is from 1 to {MAX_ID}")
+        out[landing_id] = validate_landing(f"{key}[{landing_id}]", landing)
+    return MappingProxyType(out)
+
+
 def _one_of(*choices: str) -> Callable[[str, object], Any]:
     def validate(key: str, value: object) -> str:
         if value not in choices:
@@ -302,6 +358,10 @@ def _masked_url(value: object) -> str:
     return "None" if value is None else repr(postback_url_hint(str(value)))
 
 
+def _callable_name(value: object) -> str:
+    return "None" if value is None else str(getattr(value, "__qualname__", "callable"))
+
+
 def _key(
     default: object,
     validate: Callable[[str, Any], T],
@@ -339,6 +399,7 @@ class KeitaroConfig:
     restore: bool = _key(True, validate_bool)
     restore_from_query: bool = _key(False, validate_bool)
     prefetch: PrefetchMode = _key("forward", _one_of("forward", "skip"))
+    consent: Consent | None = _key(None, validate_consent, show=_callable_name)
     pool_size: int = _key(32, _count(1))
     breaker_failures: int = _key(5, _count(0))
     breaker_cooldown: float = _key(30, _seconds)

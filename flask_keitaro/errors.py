@@ -5,6 +5,7 @@ No message built here or by callers ever contains a campaign token or a postback
 
 from __future__ import annotations
 
+import hashlib
 import re
 from urllib.parse import urlsplit
 
@@ -20,6 +21,15 @@ def hide_user_info(text: str) -> str:
 def token_hint(token: str) -> str:
     """The last 4 characters of a campaign token: all of it that logs, signals and the CLI show."""
     return token[-4:] if len(token) >= 8 else ""
+
+
+def token_digest(token: str) -> str:
+    """The hex SHA-256 of a campaign token: a name for it that gives the token away to no one.
+
+    The emulator's ``/emulator/campaigns.json`` names each campaign by it, and
+    ``flask keitaro check`` finds a route's campaign there by it.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def postback_url_hint(url: str) -> str:

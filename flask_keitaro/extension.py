@@ -13,17 +13,24 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Blueprint, Flask, after_this_request, current_app, g, request
+from flask import Blueprint, Flask, after_this_request, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
+from jinja2 import TemplateNotFound
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .checks import TOKEN_CONFIG_KEY, CampaignRoute, secret_key_finding, token_config_problem
+from .checks import (
+    TOKEN_CONFIG_KEY,
+    CampaignRoute,
+    secret_key_finding,
+    token_config_problem,
+    wrong_order,
+)
 from .click import Click
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
@@ -66,6 +73,29 @@ class KeitaroState:
     pipeline: Pipeline
     #: The app's postback client (``None`` without ``KEITARO_POSTBACK_URL``).
     postbacks: PostbackClient | None = None
+    #: The routes (by ``id``) whose landing templates were all found in the app.
+    landings_found: set[int] = field(default_factory=set)
+
+    def check_landings(self, app: Flask, route: Route) -> None:
+        """Every template ``route``'s landings name exists in ``app``, else raise.
+
+        Checked on the route's first request (a template may come from a blueprint or a
+        loader set up after the view is declared), for every landing, not only the one a
+        visitor drew; :exc:`~flask_keitaro.ConfigurationError` names the option and the
+        template, until it is there.
+        """
+        if id(route) in self.landings_found:
+            return
+        named = [(f"landings[{i}]", landing) for i, landing in (route.landings or {}).items()]
+        for option, landing in [*named, ("landing_default", route.landing_default)]:
+            if isinstance(landing, str):
+                try:
+                    app.jinja_env.get_template(landing)
+                except TemplateNotFound:
+                    raise ConfigurationError(
+                        option, landing, "is not a template of the app (no such file)"
+                    ) from None
+        self.landings_found.add(id(route))
 
     def report(self, sub_id: str | None, status: str = "lead", **options: Any) -> PostbackResult:
         """Report a conversion of the app (see :meth:`KeitaroExtension.postback`)."""
@@ -76,6 +106,27 @@ class KeitaroState:
     ) -> PostbackResult:
         """Report a conversion of a request's click (``current_click.postback``)."""
         return report(self.postbacks, self.config.enabled, sub_id, status, of_click=True, **options)
+
+    @staticmethod
+    def misordered_views(app: Flask) -> dict[str, str]:
+        """The endpoints of ``app`` routed to a view as it was before a campaign wrapped it.
+
+        That is ``@keitaro_campaign`` above ``@app.route``: the route registered the view
+        before the campaign wrapped it, and no visitor of it is clicked. Endpoint -> the view's
+        name. The same function also routed in its wrapper (a page shown with and without a
+        click) is no mistake.
+        """
+        inside: set[int] = set()  # every view some routed view wraps
+        for routed in app.view_functions.values():
+            inner = getattr(routed, "__wrapped__", None)
+            while inner is not None and id(inner) not in inside:
+                inside.add(id(inner))
+                inner = getattr(inner, "__wrapped__", None)
+        found = {}
+        for endpoint, view in app.view_functions.items():
+            if id(view) not in inside and _was_wrapped(view):
+                found[endpoint] = getattr(view, "__name__", endpoint)
+        return found
 
     @staticmethod
     def campaign_routes(app: Flask) -> tuple[CampaignRoute, ...]:
@@ -131,6 +182,8 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]
             state = _state(app)
+            if route.landings is not None:
+                state.check_landings(app, route)
             outcome = state.pipeline.run(
                 route, req, sender=app, secret_keys=_secret_keys(app), reporter=state.report_click
             )
@@ -150,6 +203,14 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
         return cast(F, wrapper)
 
     return decorator
+
+
+def _was_wrapped(view: object) -> bool:
+    """Whether :func:`keitaro_campaign` wrapped ``view``."""
+    try:
+        return view in _WRAPPED
+    except TypeError:  # not hashable: never remembered
+        return False
 
 
 def _not_a_view(view: object) -> str | None:
@@ -176,53 +237,45 @@ def _not_a_view(view: object) -> str | None:
     return None
 
 
-def _wrapped_and_unrouted(app: Flask, view: Callable[..., Any]) -> bool:
-    """``view`` was wrapped by :func:`keitaro_campaign`, and ``app`` routes no view wrapping it.
-
-    That is ``@keitaro_campaign`` above ``@app.route``: the route registered the view before
-    the campaign wrapped it. The same function also routed in its wrapper (a page shown with
-    and without a click) is no mistake.
-    """
-    try:
-        if view not in _WRAPPED:
-            return False
-    except TypeError:  # not hashable: never remembered
-        return False
-    for routed in app.view_functions.values():
-        inner = getattr(routed, "__wrapped__", None)
-        while inner is not None:
-            if inner is view:
-                return False
-            inner = getattr(inner, "__wrapped__", None)
-    return True
-
-
 def _check_view_order(app: Flask) -> Callable[[], None]:
-    """A ``before_request`` hook: each endpoint's view is checked once, on its first request.
+    """A ``before_request`` hook: a request to a view routed without its campaign raises.
 
-    A view routed without the campaign it was decorated with raises
-    :exc:`~flask_keitaro.ConfigurationError` naming it and the right order, on every request,
-    until the site is fixed: no visitor of it would be clicked.
+    The views are looked at once, on the app's first request (Flask takes no route after it),
+    so every later request costs one test of an empty dict. The error names the view and the
+    right order, on each of its requests until the site is fixed: no visitor of it is clicked.
     """
-    checked: set[str | None] = set()
+    misordered: dict[str, str] | None = None
 
     def check() -> None:
-        endpoint = request.endpoint
-        if endpoint in checked:
-            return
-        view = app.view_functions.get(endpoint) if endpoint is not None else None
-        if view is not None and _wrapped_and_unrouted(app, view):
-            name = getattr(view, "__name__", endpoint)
-            raise ConfigurationError(
-                "view",
-                name,
-                f"(endpoint {endpoint!r}) is routed without its @keitaro_campaign, so no visitor"
-                " of it is clicked: the decorators are in the wrong order. Put @app.route(...)"
-                " (or @blueprint.route(...)) on top and @keitaro_campaign(...) below it",
-            )
-        checked.add(endpoint)
+        nonlocal misordered
+        if misordered is None:
+            misordered = KeitaroState.misordered_views(app)
+        if misordered and request.endpoint in misordered:
+            endpoint = request.endpoint
+            raise ConfigurationError("view", misordered[endpoint], wrong_order(endpoint))
 
     return check
+
+
+def render_landing(**context: Any) -> ResponseReturnValue:
+    """Show the landing the tracker chose for this click: ``current_click.landing``.
+
+    A template name is rendered with ``context`` (Flask's ``render_template``); a callable is
+    called as ``landing(current_click, **context)`` and its response returned. Call it in a
+    view decorated with :func:`keitaro_campaign` given ``landings`` and ``landing_default``.
+
+    :raises RuntimeError: the view is not decorated, or its route has no ``landings``.
+    """
+    click = _get_click()
+    landing = click.landing
+    if landing is None:
+        raise RuntimeError(
+            "render_landing() needs a view decorated with keitaro_campaign given"
+            " landings={id: template, ...} and landing_default=..."
+        )
+    if isinstance(landing, str):
+        return render_template(landing, **context)
+    return cast(ResponseReturnValue, landing(click, **context))
 
 
 def token_from_config(key: str) -> Callable[[Request], str | None]:

@@ -325,7 +325,12 @@ def build_call(
     keyword = options.keyword
     if keyword is None:
         keyword = next((v for n, v in visitor.query if n == "keyword"), None)
-    stored = visitor.cookies.get(uniqueness_cookie, "")
+    # The uniqueness cookie travels in a field of its own: kept back as the Cookie header's is.
+    stored = (
+        ""
+        if forwarding.keeps_back(uniqueness_cookie)
+        else visitor.cookies.get(uniqueness_cookie, "")
+    )
     own = [  # the call's own fields, last: PHP keeps the last value of a repeated name
         ("token", token),
         ("version", "3"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .characters import FORWARDED_VALUE_CONTROL, is_token
@@ -106,6 +106,20 @@ class Forwarding:
         if self.private_cookies and name.lower() in self.private_cookies:
             return True
         return name not in self.forward_cookies and is_private_name(name)
+
+    def keeps_back(self, cookie: str) -> bool:
+        """Whether the cookie called ``cookie`` is one the site keeps from the tracker."""
+        return cookie.lower() in self.private_cookies
+
+    def withholding_tracker_cookies(self, uniqueness_cookie: str) -> Forwarding:
+        """The same rule with the visitor's stored tracker cookies kept back.
+
+        Without the visitor's consent neither the uniqueness cookie nor a cookie the tracker
+        set (``tracker_cookies``) leaves the site: they count as private.
+        """
+        withheld = {uniqueness_cookie, *self.tracker_cookies}
+        private = self.private_cookies | {name.lower() for name in withheld}
+        return replace(self, private_cookies=private, tracker_cookies=frozenset())
 
 
 def header_forwardable(name: str, forwarding: Forwarding) -> bool:

@@ -35,6 +35,13 @@ logger = logging.getLogger("flask_keitaro")
 #: :class:`~flask_keitaro.Click`.
 ENVIRON_KEY = "keitaro.click"
 
+#: The ``environ`` key of what the route shows for the click: the value its ``landings`` map
+#: the tracker's ``landing_id`` to, else its ``landing_default`` (``None`` without landings).
+LANDING_KEY = "keitaro.landing"
+
+#: The ``environ`` key of the tracker's ``landing_id`` for the click (``None`` without one).
+LANDING_ID_KEY = "keitaro.landing_id"
+
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
 #: What ``campaigns`` maps a path to: a token, a callable taking the request, or route options.
@@ -90,9 +97,10 @@ class KeitaroMiddleware:
     ``GET``.
 
     On a matching path the tracker's answer is sent when it decided; otherwise the wrapped
-    app runs with the click in ``environ["keitaro.click"]``, and the click's cookies and
-    headers are added as it starts its response — its body is not buffered. Other paths pass
-    straight through.
+    app runs with the click in ``environ["keitaro.click"]`` (on a route with ``landings``,
+    the value chosen in ``environ["keitaro.landing"]`` and the tracker's id in
+    ``environ["keitaro.landing_id"]``), and the click's cookies and headers are added as it
+    starts its response — its body is not buffered. Other paths pass straight through.
 
     With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
     own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
@@ -184,6 +192,8 @@ class KeitaroMiddleware:
         if outcome.response is not None:
             return outcome.response(environ, start_response)
         environ[ENVIRON_KEY] = outcome.click
+        environ[LANDING_KEY] = outcome.click.landing
+        environ[LANDING_ID_KEY] = outcome.click.landing_id
 
         def finish(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None

@@ -24,11 +24,15 @@ from .client import ClickAPIClient
 from .config import (
     CURRENT_PAGE,
     OPTIONS,
+    Consent,
     KeitaroConfig,
+    Landing,
     SendParams,
     key_name,
     validate_bool,
+    validate_landing,
     validate_landing_id,
+    validate_landings,
     validate_option,
     validate_referrer,
 )
@@ -43,6 +47,7 @@ from .errors import (
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
 from .replay import ReplayScope, decide, finish_headers
+from .result import ClickInfo
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
 from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
 
@@ -53,6 +58,9 @@ PerRequest = str | Callable[[Request], str | None]
 
 #: A route's ``keyword``: a string, a callable taking the request, or ``None``.
 Keyword = PerRequest | None
+
+#: How many unknown (route, landing id) pairs are logged, each once.
+MAX_UNKNOWN_LANDINGS = 1024
 
 #: How many config keys a pipeline logs as missing a campaign token, each once.
 MAX_LOGGED_TOKEN_KEYS = 1024
@@ -97,6 +105,15 @@ class Route:
     :param replay: ``True`` or ``False``; ``False`` always runs the view:
         ``current_click.acted`` tells whether the tracker decided and
         ``current_click.response`` is what the visitor would have got.
+    :param landings: the site's own pages for the landings the tracker rotates: landing id
+        (an ``int``, as in ``info.landing_id``) -> a template name, or a callable taking the
+        click (and the keyword arguments of :func:`~flask_keitaro.render_landing`) and
+        returning a response. ``current_click.landing`` is the one chosen.
+    :param landing_default: what a click with no ``landing_id``, an id not in ``landings``,
+        or no click at all (the tracker down, fail-open) shows; required with ``landings``.
+    :param consent: the consent rule, a callable taking the request and answering ``True``,
+        ``False`` or ``None`` (see :data:`KEITARO_CONSENT`); until it says ``True`` the
+        extension sets no cookie and forwards none of the tracker's.
     """
 
     token: PerRequest
@@ -109,6 +126,9 @@ class Route:
     referrer: str | None = None
     params: Mapping[str, PerRequest] | None = None
     replay: bool = True
+    landings: Mapping[int, Landing] | None = None
+    landing_default: Landing | None = None
+    consent: Consent | None = None
 
     def __post_init__(self) -> None:
         token = self.token
@@ -147,6 +167,21 @@ class Route:
                 raise ConfigurationError(
                     f"params[{name!r}]", value, "must be a string or a callable taking the request"
                 )
+        object.__setattr__(self, "landings", validate_landings("landings", self.landings))
+        if self.landing_default is not None:
+            validate_landing("landing_default", self.landing_default)
+        if (self.landings is None) != (self.landing_default is None):
+            given, missing = (
+                ("landings", "landing_default")
+                if self.landing_default is None
+                else ("landing_default", "landings")
+            )
+            raise ConfigurationError(
+                missing,
+                None,
+                f"is needed with {given}: landing_default is what a click with no or an"
+                " unknown landing_id shows, and the tracker being down too",
+            )
 
     def __repr__(self) -> str:
         shown = [
@@ -165,6 +200,34 @@ class Route:
         """The campaign token for ``request`` (``None``: no click)."""
         token = self.token(request) if callable(self.token) else self.token
         return token or None
+
+    def consent_for(self, request: Request, config: KeitaroConfig) -> bool | None:
+        """The visitor's answer to the consent rule in force (``True`` without a rule).
+
+        A rule that raises, or answers anything but ``True``, ``False`` or ``None``, is
+        logged and counts as ``None`` (not asked): no cookie, and never an error page.
+        """
+        rule = self.option("consent", config)
+        if rule is None:
+            return True
+        try:
+            answer = rule(request)
+        except Exception:
+            logger.warning(
+                "The Keitaro consent rule %s raised: counted as not asked (no cookies)",
+                getattr(rule, "__qualname__", "callable"),
+                exc_info=True,
+            )
+            return None
+        if answer is None or isinstance(answer, bool):
+            return answer
+        logger.warning(
+            "The Keitaro consent rule %s answered a %s, not True, False or None: counted as"
+            " not asked (no cookies)",
+            getattr(rule, "__qualname__", "callable"),
+            type(answer).__name__,
+        )
+        return None
 
     def option(self, name: str, config: KeitaroConfig) -> Any:
         """The value of option ``name`` in force: the route's own, else the app's config."""
@@ -254,6 +317,8 @@ class Pipeline:
             )
             for secure in (False, True)
         }
+        #: (route, landing id) pairs already logged as not in the route's landings.
+        self._unknown_landings: set[tuple[int, int]] = set()
         #: What of the visitor may leave the site, before the tracker's own cookies are known.
         self.forwarding = Forwarding.of(
             private_cookies=(*self.private_cookies, *config.private_cookies),
@@ -296,21 +361,36 @@ class Pipeline:
         ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
         click's ``postback`` reports through (the door's own).
         """
+        preflight = is_cors_preflight(request)
+        missing = None
         try:
-            token = None if is_cors_preflight(request) else route.token_for(request)
-        except ConfigurationError as missing:
-            return self._no_token(missing, request, reporter)
-        if token is None or not self.config.enabled:
-            return Outcome(Click.empty(reporter), touched=False)
+            token = None if preflight else route.token_for(request)
+        except ConfigurationError as problem:
+            token, missing = None, problem
         config = self.config
+        if token is None or not config.enabled:
+            # No click, and no cookie either way; the view still learns the visitor's answer.
+            consented = True if preflight else route.consent_for(request, config)
+            empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
+            if missing is not None and config.enabled:
+                return self._no_token(missing, request, empty)
+            return Outcome(empty, touched=False)
+        consented = route.consent_for(request, config)
+        made = partial(self._click, route, reporter=reporter, consented=consented)
         prefetch = is_prefetch(request)
         policy = self._policies[request.is_secure]
         if prefetch and config.prefetch == "skip":
-            return Outcome(Click.empty(reporter), policy=policy)
+            return Outcome(made(None), policy=policy)
 
         restore = route.option("restore", config)
         state = self._load_state(request, secret_keys) if restore else None
-        restored = self._restore(token, request, state, reporter) if restore else None
+        withheld = None
+        if consented is not True:
+            # Without consent no cookie of the visitor's serves the click: the state restores
+            # nothing and is not written, and the tracker's cookies are not forwarded.
+            withheld = self._forwarding(state).withholding_tracker_cookies(config.uniqueness_cookie)
+            state = None
+        restored = self._restore(token, request, state, made) if restore else None
         if restored is not None:
             signals.click_restored.send(sender, click=restored)
             return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
@@ -319,31 +399,29 @@ class Pipeline:
         _announce(change, sender)
         if not allowed:
             skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
-            return self._failed(skipped, None, sender, reporter, policy)
+            return self._failed(skipped, None, sender, made(None), policy)
         # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
         visitor = Visitor.from_request(
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
         )
-        options = route.click_options(config, request, self._forwarding(state))
+        options = route.click_options(config, request, withheld or self._forwarding(state))
         signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
-            verdict = decide(result, visitor, self.replay_scope)
+            verdict = decide(result, visitor, self.replay_scope, consented=consented)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            return self._failed(error, started, sender, reporter, policy)
+            return self._failed(error, started, sender, made(None), policy)
 
         _announce(self.breaker.record(None), sender)
-        click = Click(
+        click = made(
             result.info,
-            tracker_url=config.tracker_url,
             log=result.log,
             raw=result.raw,
             acted=verdict.acted,
             # replay=False: the view gets the tracker's answer; its own response is finished.
             response=None if route.replay else verdict.response,
-            reporter=reporter,
         )
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
@@ -375,18 +453,66 @@ class Pipeline:
             return self.forwarding
         return replace(self.forwarding, tracker_cookies=names)
 
+    def _click(
+        self,
+        route: Route,
+        info: ClickInfo | None,
+        *,
+        reporter: Reporter | None,
+        consented: bool | None,
+        **made: Any,
+    ) -> Click:
+        """The request's click: ``info`` (``None``: no click) with its landing and consent."""
+        landing_id = info.landing_id if info is not None else None
+        return Click(
+            info,
+            tracker_url=self.config.tracker_url if info is not None else "",
+            reporter=reporter,
+            landing=self.landing_for(route, landing_id),
+            consented=consented,
+            **made,
+        )
+
+    def landing_for(self, route: Route, landing_id: int | None) -> Landing | None:
+        """What ``route`` shows for ``landing_id``: its landing, else its ``landing_default``.
+
+        An id the route's ``landings`` do not have is logged once per route and id (at most
+        ``MAX_UNKNOWN_LANDINGS`` are remembered: a tracker cannot fill the log or memory).
+        """
+        landings = route.landings
+        if landings is None:
+            return None
+        if landing_id is None:
+            return route.landing_default
+        landing = landings.get(landing_id)
+        if landing is not None:
+            return landing
+        seen = (id(route), landing_id)
+        if (
+            seen not in self._unknown_landings
+            and len(self._unknown_landings) < MAX_UNKNOWN_LANDINGS
+        ):
+            self._unknown_landings.add(seen)
+            logger.warning(
+                "Keitaro landing_id %d is not in the route's landings (%s): landing_default"
+                " is shown",
+                landing_id,
+                ", ".join(map(str, landings)),
+            )
+        return route.landing_default
+
     def _failed(
         self,
         error: TrackerError,
         started: float | None,
         sender: Any,
-        reporter: Reporter | None,
+        empty: Click,
         policy: CookiePolicy,
     ) -> Outcome:
         """No click: ``error`` is logged and signalled, and the fail mode decides.
 
         ``started`` is when the failed call began (``None``: the breaker stopped it). The
-        outcome is the view with an empty click (``"open"``) or a 503 (``"closed"``).
+        outcome is the view with the ``empty`` click (``"open"``) or a 503 (``"closed"``).
         """
         elapsed = 0.0
         if started is None:
@@ -397,18 +523,15 @@ class Pipeline:
             _announce(self.breaker.record(error), sender)
         signals.click_failed.send(sender, error=error, elapsed=elapsed)
         unavailable = self.config.fail_mode == "closed"
-        return Outcome(Click.empty(reporter), unavailable=unavailable, policy=policy)
+        return Outcome(empty, unavailable=unavailable, policy=policy)
 
-    def _no_token(
-        self, error: ConfigurationError, request: Request, reporter: Reporter | None
-    ) -> Outcome:
+    def _no_token(self, error: ConfigurationError, request: Request, empty: Click) -> Outcome:
         """The site should have the route's campaign token and has not: the fail mode decides.
 
         Logged as an ERROR once per config key, naming the route (the endpoint under Flask,
-        else the path); never a token.
+        else the path); never a token. The outcome is the view with the ``empty`` click
+        (``"open"``) or a 503 (``"closed"``).
         """
-        if not self.config.enabled:
-            return Outcome(Click.empty(reporter), touched=False)
         closed = self.config.fail_mode == "closed"
         logged = self._logged_token_keys
         if error.key not in logged and len(logged) < MAX_LOGGED_TOKEN_KEYS:
@@ -422,10 +545,14 @@ class Pipeline:
                 self.config.fail_mode,
             )
         policy = self._policies[request.is_secure]
-        return Outcome(Click.empty(reporter), unavailable=closed, policy=policy)
+        return Outcome(empty, unavailable=closed, policy=policy)
 
     def _restore(
-        self, token: str, request: Request, state: ClickState | None, reporter: Reporter | None
+        self,
+        token: str,
+        request: Request,
+        state: ClickState | None,
+        made: Callable[..., Click],
     ) -> Click | None:
         """A click restored from the state cookie, or from a ``?_subid=&_token=`` link.
 
@@ -435,7 +562,6 @@ class Pipeline:
         request only. ``Click.restored`` says where the click came from: ``"state"`` for a
         click the tracker made, ``"link"`` for one a link gave (now, or kept in the state).
         """
-        made = partial(Click, tracker_url=self.config.tracker_url, reporter=reporter)
         stored = state.find(token) if state is not None else None
         if stored is not None and not stored.from_link:
             return made(stored.info, restored="state")

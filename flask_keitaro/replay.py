@@ -368,15 +368,27 @@ class Verdict:
         return self.response is not None
 
 
-def decide(result: ClickResult, visitor: Visitor, scope: ReplayScope) -> Verdict:
+def decide(
+    result: ClickResult, visitor: Visitor, scope: ReplayScope, *, consented: bool | None = True
+) -> Verdict:
     """What the visitor gets of ``result``: the response to send (or none) and the cookies.
+
+    Unless ``consented`` is ``True`` (the visitor's answer to the consent rule) no cookie is
+    set: neither the tracker's nor the uniqueness cookie, and a replayed answer goes without
+    its ``Set-Cookie`` headers.
 
     Raises :exc:`~flask_keitaro.errors.InvalidTrackerResponse` for an answer that cannot be
     used: a refused ``Location``, or a ``sub_id`` holding a lone surrogate.
     """
     answer = bounded(result)
     notes = list(answer.notes)
-    response = _response(answer, scope, visitor.host, notes) if answer.acted else None
+    cookies_allowed = consented is True
+    response = (
+        _response(answer, scope, visitor.host, notes, cookies_allowed) if answer.acted else None
+    )
+    if not cookies_allowed:
+        log_dropped(notes)
+        return Verdict(response, (), (), cookie_max_age(result.cookies_ttl))
     cookies = _tracker_cookies(result, scope, notes)
     log_dropped(notes)
     max_age = cookie_max_age(result.cookies_ttl)
@@ -402,8 +414,13 @@ def finish_headers(headers: Headers, cookies: Iterable[SetCookie], policy: Cooki
         headers.add("Cache-Control", NO_STORE)
 
 
-def _response(answer: Answer, scope: ReplayScope, host: str, notes: list[str]) -> Response:
-    """The response the tracker decided on: its status, replayable headers, content type, body."""
+def _response(
+    answer: Answer, scope: ReplayScope, host: str, notes: list[str], cookies_allowed: bool
+) -> Response:
+    """The response the tracker decided on: its status, replayable headers, content type, body.
+
+    Without ``cookies_allowed`` (no consent) its ``Set-Cookie`` headers are left out.
+    """
     response = Response(answer.body, status=answer.effective_status)
     has_type = False
     replayed = 0
@@ -412,6 +429,8 @@ def _response(answer: Answer, scope: ReplayScope, host: str, notes: list[str]) -
         if lower in _NOT_REPLAYED or lower.startswith("proxy-"):
             continue
         if lower == "set-cookie":
+            if not cookies_allowed:
+                continue
             problem = scope.set_cookie_problem(value, host)
             if problem is not None:
                 notes.append(f"Set-Cookie {problem}")

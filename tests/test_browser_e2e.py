@@ -306,6 +306,96 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     _save_screenshot(browser, "emulator-clicks.png", full_page=True)
 
 
+@pytest.fixture
+def herbs_demo(tmp_path: Path) -> Iterator[DemoServer]:
+    """The example site and its emulator of their own, the emulator's rotation seeded."""
+    reason = _browser_missing()
+    if reason:
+        _unavailable(reason)
+    with DemoServer(
+        "127.0.0.1", 0, emulator_config={"seed": 11}, instance_path=tmp_path / "instance"
+    ) as server:
+        yield server
+
+
+def _shown_landing(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "landing").get_attribute("data-landing"))
+
+
+def _cookie_names(driver: Any) -> set[str]:
+    return {cookie["name"] for cookie in driver.get_cookies()}
+
+
+def _answer_banner(driver: Any, button: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    banner = driver.find_element(By.ID, "consent")
+    driver.find_element(By.ID, button).click()
+    WebDriverWait(driver, 10).until(staleness_of(banner))
+
+
+def test_an_ab_landing_is_sticky_once_the_visitor_accepts_cookies(
+    herbs_demo: DemoServer, chrome: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    emulator = herbs_demo.emulator
+    herbs = f"{herbs_demo.url}/herbs"
+    browser = chrome(DESKTOP_UA)
+
+    # 1. Not asked yet: a page of the test, the banner, and not one cookie in the jar.
+    browser.get(herbs)
+    assert _shown_landing(browser) in ("104", "105")
+    assert browser.find_elements(By.ID, "consent")
+    assert browser.get_cookies() == []
+
+    # 2. Refused: the site keeps the answer, the extension sets nothing. The tracker still
+    # counts each visit, and with no state to keep it, the page may change from visit to visit.
+    _answer_banner(browser, "consent-refuse")
+    assert _cookie_names(browser) == {"cookie_consent"}
+    assert browser.find_elements(By.ID, "consent") == []
+    shown = {_shown_landing(browser)}
+    for _ in range(20):
+        if len(shown) == 2:
+            break
+        browser.get(herbs)
+        shown.add(_shown_landing(browser))
+    assert shown == {"104", "105"}
+    assert _cookie_names(browser) == {"cookie_consent"}
+    refused_clicks = emulator.clicks()
+    assert len(refused_clicks) >= 3
+
+    # 3. Another visitor accepts: the tracker's cookies and the state are in the jar, and each
+    # visit back shows the page of the first, restored from the state with no new click.
+    browser.delete_all_cookies()
+    browser.get(herbs)
+    _answer_banner(browser, "consent-accept")
+    assert {"cookie_consent", "_kuc", "_kst"} <= _cookie_names(browser)
+    landing = _shown_landing(browser)
+    sub_id = _shown_sub_id(browser)
+    clicks = len(emulator.clicks())
+    for _ in range(3):
+        browser.get(herbs)
+        assert (_shown_landing(browser), _shown_sub_id(browser)) == (landing, sub_id)
+    assert len(emulator.clicks()) == clicks
+    kept = {click["sub_id"]: click["landing_id"] for click in emulator.clicks()}
+    assert kept[sub_id] == int(landing)
+
+    # 4. The emulator's click log page names the landing of each click.
+    browser.get(f"{emulator.url.rstrip('/')}/emulator/")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#clicks tr")
+    names = {"104": "#104 (Windowsill)", "105": "#105 (Kitchen)"}
+    (row,) = [row for row in rows if sub_id in row.text]
+    assert row.find_element(By.CLASS_NAME, "landing").text == names[landing]
+    for click in refused_clicks:
+        (row,) = [row for row in rows if click["sub_id"] in row.text]
+        assert row.find_element(By.CLASS_NAME, "landing").text == names[str(click["landing_id"])]
+
+
 def test_screenshots_are_in_the_readme() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     for name in ("landing.png", "emulator-clicks.png"):

@@ -82,7 +82,12 @@ def _sub_id(html: str) -> str:
 def test_campaign_tokens_of_the_site_are_those_of_campaigns_toml() -> None:
     with CAMPAIGNS_PATH.open("rb") as file:
         tokens = {campaign["token"] for campaign in tomllib.load(file)["campaigns"]}
-    assert tokens == {example_site.LANDING_TOKEN, example_site.GO_TOKEN, example_site.PROMO_TOKEN}
+    assert tokens == {
+        example_site.LANDING_TOKEN,
+        example_site.GO_TOKEN,
+        example_site.PROMO_TOKEN,
+        example_site.HERBS_TOKEN,
+    }
 
 
 def test_offers_point_at_the_site_url_given() -> None:
@@ -163,6 +168,69 @@ def test_go_sends_the_visitor_straight_to_the_offer(
     assert response.status_code == 302
     (click,) = demo.emulator.clicks()
     assert response.headers["Location"] == f"{demo.url}/offer?subid={click['sub_id']}"
+
+
+HERBS_PAGES = {"104": "Herbs on your windowsill", "105": "A herb garden for your kitchen"}
+LANDING_ON_PAGE = re.compile(r'id="landing" data-landing="(\d*)"')
+
+
+def _herbs(session: requests.Session, demo: DemoServer) -> tuple[str, str]:
+    """One visit to ``/herbs``: ``(landing id shown, sub_id)``, the page checked against it."""
+    response = session.get(f"{demo.url}/herbs")
+    assert response.status_code == 200
+    match = LANDING_ON_PAGE.search(response.text)
+    assert match, "no landing on the page"
+    assert HERBS_PAGES[match.group(1)] in response.text
+    return match.group(1), _sub_id(response.text)
+
+
+def _answer_banner(session: requests.Session, demo: DemoServer, answer: str) -> None:
+    response = session.post(
+        f"{demo.url}/consent", data={"answer": answer, "next": "/herbs"}, allow_redirects=False
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, "/herbs")
+
+
+def test_herbs_rotates_two_pages_each_shown_for_the_landing_the_tracker_chose(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    seen = []
+    for _ in range(16):
+        browser.cookies.clear()  # a new visitor each time
+        seen.append(_herbs(browser, demo))
+    logged = {click["sub_id"]: click["landing_id"] for click in demo.emulator.clicks()}
+    assert {landing for landing, _ in seen} == {"104", "105"}
+    assert all(logged[sub_id] == int(landing) for landing, sub_id in seen)
+
+
+def test_herbs_asks_for_consent_and_sets_no_cookie_until_it_is_given(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    first = browser.get(f"{demo.url}/herbs")
+    assert 'id="consent"' in first.text
+    assert first.headers.get("Set-Cookie") is None
+    _answer_banner(browser, demo, "refuse")
+    assert set(browser.cookies.keys()) == {example_site.CONSENT_COOKIE}
+    refused = browser.get(f"{demo.url}/herbs")
+    assert 'id="consent"' not in refused.text
+    assert refused.headers.get("Set-Cookie") is None
+    assert len(demo.emulator.clicks()) == 2  # each visit is a click: the tracker still counts
+
+    _answer_banner(browser, demo, "accept")
+    landing, sub_id = _herbs(browser, demo)
+    assert {"_kuc", "_kst"} <= set(browser.cookies.keys())
+    assert all(_herbs(browser, demo) == (landing, sub_id) for _ in range(3))
+    assert len(demo.emulator.clicks()) == 3  # restored from the state: no more clicks
+
+
+def test_consent_form_sends_the_visitor_only_to_a_path_of_the_site(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example/", ""):
+        response = browser.post(
+            f"{demo.url}/consent", data={"answer": "accept", "next": target}, allow_redirects=False
+        )
+        assert response.headers["Location"] == "/"
 
 
 def test_promo_is_for_germany_only(demo: DemoServer) -> None:
@@ -397,3 +465,13 @@ def test_python_m_example_site_serves_the_site_and_the_emulator() -> None:
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_flask_keitaro_check_finds_the_herbs_landings_on_the_emulator(demo: DemoServer) -> None:
+    from flask_keitaro.cli import keitaro_cli
+
+    assert demo.app is not None
+    result = demo.app.test_cli_runner().invoke(keitaro_cli, ["check"])
+    assert result.exit_code == 0, result.output
+    assert "herbs (/herbs), token from config SITE_HERBS_TOKEN" in result.output
+    assert result.output.splitlines()[-1] == "Checks:   no problems"

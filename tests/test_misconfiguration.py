@@ -23,6 +23,7 @@ from flask_keitaro import (
     keitaro_campaign,
     token_from_config,
 )
+from flask_keitaro.cli import keitaro_cli
 from tests.support import TOKEN
 from testsupport.tracker import RecordingTracker
 
@@ -431,4 +432,23 @@ def test_a_view_routed_with_and_without_its_campaign_is_no_mistake(
     assert client.get("/preview").text == "click=False sub_id=None"
     assert client.get("/").text == "click=True sub_id=abc123def4567"
     assert len(tracker.calls) == 1
+    KeitaroExtension.close(app)
+
+
+def test_flask_keitaro_check_names_a_view_in_the_wrong_order(tracker: RecordingTracker) -> None:
+    app = _app(tracker)
+
+    @keitaro_campaign(TOKEN)
+    @app.route("/promo")
+    def promo() -> str:
+        return "promo"
+
+    result = app.test_cli_runner().invoke(keitaro_cli, ["check"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "error: view promo (endpoint 'promo') is routed without its @keitaro_campaign, so no"
+        " visitor of it is clicked: the decorators are in the wrong order. Put @app.route(...)"
+        " (or @blueprint.route(...)) on top and @keitaro_campaign(...) below it"
+    ) in result.output.splitlines()
+    assert tracker.calls == []
     KeitaroExtension.close(app)

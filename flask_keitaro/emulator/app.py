@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
@@ -100,6 +101,7 @@ def create_app(
     state = EmulatorState(emulator_config, clock, listen_host)
     app.extensions[EXTENSION_KEY] = state
     app.jinja_env.filters["datetime"] = _format_time
+    app.jinja_env.globals["landing_label"] = functools.partial(_landing_label, emulator_config)
 
     def params() -> dict[str, str]:
         # GET query and POST form alike; the first value of a repeated field wins.
@@ -193,6 +195,15 @@ def create_app(
             postbacks=state.store.postbacks(),
         )
 
+    @app.route("/emulator/campaigns.json")
+    def campaigns_json() -> Response:
+        """The campaigns, their streams and each stream's landings, as JSON.
+
+        A token is shown masked and as its SHA-256 (``token_sha256``): a site that knows
+        its token finds its campaign, and the listing gives no token away.
+        """
+        return jsonify(campaigns=[campaign.listing() for campaign in state.config.campaigns])
+
     @app.route("/emulator/conversions.json")
     def conversions_json() -> Response:
         """Conversions (with their status history) as JSON."""
@@ -209,3 +220,11 @@ def create_app(
 
 def _format_time(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _landing_label(config: EmulatorConfig, stream_id: int | None, landing_id: int | None) -> str:
+    """``#101 (Spring A)``: a landing of the click log, named as the config names it."""
+    if landing_id is None:
+        return "—"
+    landing = config.landing(stream_id, landing_id)
+    return f"#{landing_id} ({landing.name})" if landing and landing.name else f"#{landing_id}"

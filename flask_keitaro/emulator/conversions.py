@@ -208,6 +208,7 @@ def new_conversion(
         "sub_id": click["sub_id"],
         "campaign_id": click["campaign_id"],
         "stream_id": click["stream_id"],
+        "landing_id": click["landing_id"],
         "offer_id": click["offer_id"],
         "status": status,
         "original_status": postback.original_status,

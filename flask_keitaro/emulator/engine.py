@@ -262,6 +262,7 @@ class ClickEngine:
                 "sub_id": click["sub_id"],
                 "campaign_id": click["campaign_id"],
                 "stream_id": click["stream_id"],
+                "landing_id": click["landing_id"],
                 "offer_id": offer.id,
                 "url": url,
             }
@@ -279,12 +280,15 @@ class ClickEngine:
         fields = dict(params)
         with self._lock:
             now = self.clock()
-            outcome = self._apply_postback(postback, fields, now)
+            click = self.store.click(postback.sub_id)
+            outcome = self._apply_postback(click, postback, fields, now)
             conversion = outcome.conversion
             self.store.add_postback(
                 {
                     "time": now,
                     "sub_id": postback.sub_id,
+                    # The landing the click showed, so a conversion is seen by its landing.
+                    "landing_id": click["landing_id"] if click else None,
                     "status": postback.original_status,
                     "result": outcome.result,
                     "message": outcome.message,
@@ -301,12 +305,15 @@ class ClickEngine:
         return outcome
 
     def _apply_postback(
-        self, postback: Postback, fields: dict[str, str], now: float
+        self,
+        click: Mapping[str, Any] | None,
+        postback: Postback,
+        fields: dict[str, str],
+        now: float,
     ) -> PostbackOutcome:
         def outcome(result: str, message: str, row: dict[str, Any] | None) -> PostbackOutcome:
             return PostbackOutcome(result, message, row, postback.answer)
 
-        click = self.store.click(postback.sub_id)
         if click is None:
             return outcome("not_found", "SubID not found", None)
         step = plan(self.store.conversions_of(postback.sub_id), postback)

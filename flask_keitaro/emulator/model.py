@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import IPNetwork
-from ..errors import ConfigurationError, KeitaroError
+from ..errors import ConfigurationError, KeitaroError, token_digest
 
 if TYPE_CHECKING:
     from .actions import Action
@@ -120,6 +120,33 @@ class CampaignConfig:
         """The token with all but its last 4 characters hidden, for display."""
         return masked(self.token)
 
+    def listing(self) -> dict[str, Any]:
+        """The campaign as ``/emulator/campaigns.json`` lists it: no token, its digest.
+
+        Each stream gives its landings (``id``, ``name``, ``weight``, ``local``) so a site
+        can check the landing ids its routes map against the campaign's.
+        """
+        return {
+            "id": self.id,
+            "name": self.name,
+            "token": self.masked_token,
+            "token_sha256": token_digest(self.token),
+            "click_api": self.click_api,
+            "streams": [
+                {
+                    "id": stream.id,
+                    "name": stream.name,
+                    "type": stream.type,
+                    "action": stream.action.name,
+                    "landings": [
+                        {"id": t.id, "name": t.name, "weight": t.weight, "local": t.is_local}
+                        for t in stream.landings
+                    ],
+                }
+                for stream in self.streams
+            ],
+        }
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -148,6 +175,13 @@ class EmulatorConfig:
             if secrets.compare_digest(campaign.token.encode(), token.encode()):
                 return campaign
         return None
+
+    def landing(self, stream_id: int | None, landing_id: int | None) -> Target | None:
+        """The landing ``landing_id`` of the stream ``stream_id``, or ``None``."""
+        found = self.stream(stream_id) if stream_id is not None else None
+        if found is None or landing_id is None:
+            return None
+        return next((t for t in found[1].landings if t.id == landing_id), None)
 
     def stream(self, stream_id: int) -> tuple[CampaignConfig, StreamConfig] | None:
         """The campaign and stream with id ``stream_id``, or ``None``."""

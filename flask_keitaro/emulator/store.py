@@ -38,13 +38,22 @@ CLICK_COLUMNS = (
     "unique_global",
     "params",
 )
-OFFER_CLICK_COLUMNS = ("time", "sub_id", "campaign_id", "stream_id", "offer_id", "url")
+OFFER_CLICK_COLUMNS = (
+    "time",
+    "sub_id",
+    "campaign_id",
+    "stream_id",
+    "landing_id",
+    "offer_id",
+    "url",
+)
 CONVERSION_COLUMNS = (
     "time",
     "updated",
     "sub_id",
     "campaign_id",
     "stream_id",
+    "landing_id",
     "offer_id",
     "status",
     "original_status",
@@ -56,14 +65,24 @@ CONVERSION_COLUMNS = (
     "history",
 )
 #: Columns of ``postbacks``: every postback received, whatever it did (Keitaro's
-#: "Received postbacks" log); ``result`` says what (``created``, ``not_found``...).
-POSTBACK_COLUMNS = ("time", "sub_id", "status", "result", "message", "conversion_id", "params")
+#: "Received postbacks" log); ``result`` says what (``created``, ``not_found``...), and
+#: ``landing_id`` is the landing of the click it names (``None`` when there is none).
+POSTBACK_COLUMNS = (
+    "time",
+    "sub_id",
+    "landing_id",
+    "status",
+    "result",
+    "message",
+    "conversion_id",
+    "params",
+)
 #: Columns that hold JSON.
 _JSON_COLUMNS = ("params", "history")
 _BOOL_COLUMNS = ("is_bot", "unique_campaign", "unique_stream", "unique_global")
 
 #: Version of the tables below, kept in the file's ``user_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clicks (
@@ -79,19 +98,21 @@ CREATE INDEX IF NOT EXISTS clicks_stream_time ON clicks (stream_id, time);
 CREATE TABLE IF NOT EXISTS offer_clicks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL, sub_id TEXT NOT NULL, campaign_id INTEGER NOT NULL,
-    stream_id INTEGER, offer_id INTEGER NOT NULL, url TEXT NOT NULL
+    stream_id INTEGER, landing_id INTEGER, offer_id INTEGER NOT NULL, url TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS conversions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL, updated REAL NOT NULL, sub_id TEXT NOT NULL,
-    campaign_id INTEGER NOT NULL, stream_id INTEGER, offer_id INTEGER, status TEXT NOT NULL,
+    campaign_id INTEGER NOT NULL, stream_id INTEGER, landing_id INTEGER, offer_id INTEGER,
+    status TEXT NOT NULL,
     original_status TEXT NOT NULL, tid TEXT, payout TEXT NOT NULL, cost TEXT, currency TEXT,
     params TEXT NOT NULL, history TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversions_sub_id ON conversions (sub_id);
 CREATE TABLE IF NOT EXISTS postbacks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL, sub_id TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
+    time REAL NOT NULL, sub_id TEXT NOT NULL, landing_id INTEGER, status TEXT NOT NULL,
+    result TEXT NOT NULL,
     message TEXT NOT NULL, conversion_id INTEGER, params TEXT NOT NULL
 );
 """

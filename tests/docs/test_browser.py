@@ -36,6 +36,8 @@ NAVIGATION = [
             "Behind a proxy or a CDN",
             "Offer links and templates",
             "Click state and restoring",
+            "Local landings chosen by the tracker",
+            "Cookie consent",
             "Fail modes and the breaker",
             "Prefetch and link previews",
             "Conversions and the outbox",

@@ -110,6 +110,7 @@ def test_the_settings_table_lists_every_config_key_and_its_route_option() -> Non
         "KEITARO_SEND_PARAMS": "send_params",
         "KEITARO_LOG": "log",
         "KEITARO_RESTORE": "restore",
+        "KEITARO_CONSENT": "consent",
     }
 
 
