@@ -164,6 +164,13 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
     passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
     stacked decorators click once.
+
+    It decorates a view function, below ``@app.route`` (or ``@blueprint.route``): the route
+    must register the decorated view. In the other order each request to the view raises
+    :exc:`~flask_keitaro.ConfigurationError` naming it and the right order. A Blueprint, a
+    class or an app raises ``TypeError``: decorate the blueprint's views, list the decorator
+    in a class-based view's ``decorators`` (or decorate what ``as_view`` returns), or wrap a
+    whole WSGI app in :class:`~flask_keitaro.KeitaroMiddleware`.
     """
     route = Route(*args, **kwargs)
 

@@ -43,6 +43,7 @@ NAVIGATION = [
             "Conversions and the outbox",
             "Signals and logging",
             "The WSGI middleware",
+            "Several sites, campaigns or trackers",
             "Testing your site with the emulator",
             "Deploying",
             "Migrating from the official PHP client",
