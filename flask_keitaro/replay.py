@@ -386,12 +386,12 @@ def decide(
     response = (
         _response(answer, scope, visitor.host, notes, cookies_allowed) if answer.acted else None
     )
+    max_age = cookie_max_age(result.cookies_ttl)
     if not cookies_allowed:
         log_dropped(notes)
-        return Verdict(response, (), (), cookie_max_age(result.cookies_ttl))
+        return Verdict(response, (), (), max_age)
     cookies = _tracker_cookies(result, scope, notes)
     log_dropped(notes)
-    max_age = cookie_max_age(result.cookies_ttl)
     names = tuple(name for name, _ in cookies if name != scope.uniqueness_cookie)
     if visitor.is_prefetch:  # a link preview must not use up the visitor's uniqueness
         return Verdict(response, (), names, max_age)
