@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .conversion import Conversion
+from .errors import OutboxError
 
 #: The most conversions an outbox holds; past that a new one is sent without being stored.
 MAX_PENDING = 100_000
@@ -46,10 +47,6 @@ CREATE INDEX IF NOT EXISTS postbacks_next_attempt ON postbacks (next_attempt);
 """
 
 _COLUMNS = "id, fields, created, attempts, next_attempt, last_error, claim_until"
-
-
-class OutboxError(Exception):
-    """The outbox could not be read or written (a ``sqlite3`` or file system error, or full)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,13 @@ class Outbox:
         max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = os.fspath(path)
+        try:
+            self.path = os.fspath(path)
+        except TypeError:
+            kind = type(path).__name__
+            raise OutboxError(f"an outbox path must be a string, not {kind}") from None
+        if not self.path.strip() or "\0" in self.path:
+            raise OutboxError(f"{self.path!r} is not a path for the outbox file")
         self.lease = lease
         self.retry = retry or RetryPolicy()
         self.max_pending = max_pending
