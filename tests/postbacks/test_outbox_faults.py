@@ -16,12 +16,19 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
-from flask_keitaro import KeitaroError, OutboxError, PostbackError
+from flask_keitaro import (
+    KeitaroError,
+    KeitaroExtension,
+    OutboxError,
+    PostbackError,
+    keitaro_campaign,
+)
 from flask_keitaro.outbox import PostbackRecord, SetAside
 from flask_keitaro.outbox_sqlite import SQLiteOutbox as Outbox
 from flask_keitaro.postback import FlushResult, PostbackClient, RetryPolicy
-from tests.support import AppFactory
+from tests.support import TOKEN, AppFactory, landing_view
 from tests.support.postback_receiver import PostbackReceiver, Received
+from testsupport.tracker import RecordingTracker
 
 
 @pytest.fixture
@@ -406,3 +413,32 @@ def test_a_tracker_answering_after_the_deadline_gets_a_conversion_once_per_attem
     for call in receiver.received:  # every copy the same conversion: Keitaro counts it once
         assert call.form["tid"] == f"ORDER-{call.form['subid']}"
         assert call.form["status"] == "sale"
+
+
+# Made by the first conversion: nothing before it makes the file.
+
+
+def test_the_outbox_file_is_made_by_the_first_conversion_and_by_nothing_before(
+    receiver: PostbackReceiver, tracker: RecordingTracker, tmp_path: Path
+) -> None:
+    instance = tmp_path / "instance"
+    app = Flask(__name__, instance_path=str(instance))  # the default outbox is in there
+    app.config.update(KEITARO_TRACKER_URL=tracker.url, KEITARO_POSTBACK_URL=receiver.url)
+    keitaro = KeitaroExtension(app)
+    app.add_url_rule("/", "landing", keitaro_campaign(TOKEN)(landing_view))
+    try:
+        listed = invoke(app, "list")
+        assert listed.exit_code == 0 and "Nothing is waiting" in listed.output
+        flushed = invoke(app, "flush")
+        assert flushed.exit_code == 0 and "Delivered 0, failed 0, 0 waiting." in flushed.output
+        assert invoke(app, "drop", "1").exit_code == 1
+        assert app.test_client().get("/", headers={"User-Agent": "Mozilla/5.0"}).status_code == 200
+        assert len(tracker.calls) == 1
+        assert not instance.exists()  # not the start, not the commands, not a click
+
+        with app.app_context():
+            assert keitaro.postback("first-one").delivered
+        assert (instance / "keitaro-postbacks.sqlite3").is_file()  # stored before it was sent
+        assert receiver.subids() == ["first-one"]
+    finally:
+        KeitaroExtension.close(app)
