@@ -122,7 +122,9 @@ def outbox_kind(key: str, value: object) -> tuple[Literal["sqlite", "postgresql"
         return "sqlite", rest[1:]
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         if not rest.strip() or any(c.isspace() for c in value):
-            raise ConfigurationError(key, value, "must be postgresql://user:password@host/db")
+            raise ConfigurationError(
+                key, value, "must be a postgresql:// URL with a host and a database"
+            )
         return "postgresql", value
     raise ConfigurationError(key, value, shape)
 
@@ -151,6 +153,17 @@ def outbox_target(value: str | Engine | None, base_dir: str) -> str | Engine | N
     if kind == "sqlite" and isinstance(where, str):
         return os.path.join(base_dir, os.path.expanduser(where))
     return value
+
+
+def outbox_option(engine: Engine | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``outbox_engine=`` given as what it is, the ``postback_outbox``."""
+    if engine is None:
+        return options
+    if options.get("postback_outbox") is not None:
+        raise ConfigurationError(
+            "outbox_engine", engine, "give outbox_engine or postback_outbox, not both"
+        )
+    return {**options, "postback_outbox": engine}
 
 
 def _shown_outbox(value: object) -> str:

@@ -16,7 +16,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .config import OPTIONS, KeitaroConfig
+from .config import OPTIONS, KeitaroConfig, outbox_option
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
@@ -25,6 +25,7 @@ from .postback import from_config as postback_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from sqlalchemy.engine import Engine
 
 #: The ``environ`` key under which the wrapped app finds the request's
 #: :class:`~flask_keitaro.result.Click`.
@@ -61,7 +62,8 @@ class KeitaroMiddleware:
 
     With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
     own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
-    time the middleware is made.
+    time the middleware is made. ``outbox_engine`` puts the outbox in the PostgreSQL database
+    of an engine the application already has.
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class KeitaroMiddleware:
         tracker_url: str | None = None,
         campaigns: Mapping[str, CampaignSpec],
         secret_key: str | bytes | None = None,
+        outbox_engine: Engine | None = None,
         **options: Any,
     ) -> None:
+        options = outbox_option(outbox_engine, options)
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")

@@ -374,6 +374,9 @@ class Outbox(ABC):
         done = self._run(lambda store: store.delete(row_id, None), wait=self.wait, write=True)
         return bool(done)
 
+    def close(self) -> None:  # noqa: B027 (a storage with nothing held open needs no close)
+        """Let go of what the outbox holds open (connections it made); its rows stay."""
+
     def _wait(self, wait: float | None) -> float:
         return self.wait if wait is None else min(wait, self.wait)
 
@@ -403,7 +406,15 @@ def open_outbox(
 
         assert isinstance(where, str)
         return SQLiteOutbox(where, lease=lease, retry=retry, wait=wait)
-    raise OutboxError("a PostgreSQL outbox is not available yet")
+    try:
+        from .outbox_postgres import PostgresOutbox
+    except ImportError:
+        raise OutboxError(
+            'a PostgreSQL outbox needs SQLAlchemy and psycopg: pip install ".[postgres]"'
+        ) from None
+    return PostgresOutbox(
+        where, lease=lease, retry=retry, wait=wait, connect_timeout=connect_timeout
+    )
 
 
 __all__ = [

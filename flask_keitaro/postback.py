@@ -284,6 +284,8 @@ class PostbackClient:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * sum(self.timeout) + 1)
+        if self.outbox is not None:
+            self.outbox.close()
 
     def _store(self, conversion: Conversion) -> Claim | None:
         if self.outbox is None:
