@@ -247,13 +247,15 @@ class Outbox(ABC):
         """``work`` in one transaction (``write``: one that will write); its result.
 
         ``None`` without running it when the outbox does not exist yet, unless ``create``
-        (only a conversion to store creates it). Every failure is an :exc:`OutboxError`.
+        (only a conversion to store creates it). Every failure is an
+        :exc:`~flask_keitaro.OutboxError`.
         """
 
     def add(self, conversion: Conversion, *, wait: float | None = None) -> Claim:
         """Commit ``conversion``, claimed by the caller, who sends it at once.
 
-        Raise :exc:`OutboxError` when it cannot be stored (the caller then sends directly).
+        Raise :exc:`~flask_keitaro.OutboxError` when it cannot be stored (the caller then
+        sends directly).
         """
         fields = encode(conversion)
 

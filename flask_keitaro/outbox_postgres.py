@@ -56,7 +56,7 @@ postbacks = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("fields", Text, nullable=False),
     Column("created", Double, nullable=False),
-    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt", Double, nullable=False),
     Column("last_error", Text),
     Column("claim", Text),
@@ -181,7 +181,7 @@ class _Statements:
 def database_url(url: str) -> URL:
     """``url`` as SQLAlchemy's URL, on psycopg (3) when it names no driver.
 
-    Raises :exc:`OutboxError` for a URL that is not one, without its password.
+    Raises :exc:`~flask_keitaro.OutboxError` for a URL that is not one, without its password.
     """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
@@ -210,7 +210,7 @@ class PostgresOutbox(Outbox):
     """The outbox in a PostgreSQL table, shared by every process of every host.
 
     :param database: a ``postgresql://user:password@host/db`` URL (an engine is made, with
-        :data:`POOL_SIZE` connections, pre-ping, and ``connect_timeout``), or an engine the
+        ``POOL_SIZE`` connections, pre-ping, and ``connect_timeout``), or an engine the
         app already has (its own pool and connect settings apply).
     :param lease: seconds a claimed row is held; longer than a delivery can take.
     :param retry: the back-off between attempts.

@@ -184,7 +184,7 @@ class SQLiteOutbox(Outbox):
 
     @property
     def reserve_path(self) -> str:
-        """The file that keeps :attr:`reserve` bytes free beside the outbox."""
+        """The file that keeps ``reserve`` bytes free beside the outbox.(``reserve``)."""
         return self.path + "-reserve"
 
     def _run(

@@ -43,6 +43,7 @@ NAVIGATION = [
             "The WSGI middleware",
             "Testing your site with the emulator",
             "Deploying",
+            "Containers",
             "Migrating from the official PHP client",
         ],
     ),
