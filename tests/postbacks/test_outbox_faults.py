@@ -23,6 +23,7 @@ from flask_keitaro import (
     PostbackError,
     keitaro_campaign,
 )
+from flask_keitaro.cli import keitaro_cli
 from flask_keitaro.outbox import PostbackRecord, SetAside
 from flask_keitaro.outbox_sqlite import SQLiteOutbox as Outbox
 from flask_keitaro.postback import FlushResult, PostbackClient, RetryPolicy
@@ -165,7 +166,7 @@ def outbox_app(make_app: AppFactory, receiver: PostbackReceiver, tmp_path: Path)
 
 
 def invoke(app: Flask, *args: str) -> Result:
-    return app.test_cli_runner().invoke(args=["keitaro", "postbacks", *args])
+    return app.test_cli_runner().invoke(keitaro_cli, ["postbacks", *args])
 
 
 def one_line_error(result: Result, *words: str) -> None:

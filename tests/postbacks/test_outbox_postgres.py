@@ -26,6 +26,7 @@ from flask_keitaro import (
     OutboxError,
     PostbackError,
 )
+from flask_keitaro.cli import keitaro_cli
 from flask_keitaro.config import KeitaroConfig
 from flask_keitaro.conversion import Conversion
 from flask_keitaro.outbox import Outbox, open_outbox
@@ -246,13 +247,13 @@ def test_the_app_hands_over_its_engine_and_the_commands_work_on_it(
     with app.app_context():
         ids = [keitaro.postback(f"c{n}", "sale", payout="2.5").id for n in range(3)]
     runner = app.test_cli_runner()
-    listed = runner.invoke(args=["keitaro", "postbacks", "list"])
+    listed = runner.invoke(keitaro_cli, ["postbacks", "list"])
     assert listed.exit_code == 0, listed.output
     assert "3 waiting" in listed.output and "postgresql+psycopg://keitaro:***@" in listed.output
     assert f"#{ids[0]}  sub_id c0, sale, payout 2.5  attempts 1" in listed.output
-    assert runner.invoke(args=["keitaro", "postbacks", "drop", str(ids[1])]).exit_code == 0
+    assert runner.invoke(keitaro_cli, ["postbacks", "drop", str(ids[1])]).exit_code == 0
     receiver.ok()
-    flushed = runner.invoke(args=["keitaro", "postbacks", "flush"])
+    flushed = runner.invoke(keitaro_cli, ["postbacks", "flush"])
     assert flushed.exit_code == 0 and "Delivered 2, failed 0, 0 waiting." in flushed.output
     assert receiver.subids()[-2:] == ["c0", "c2"]
     KeitaroExtension.close(app)
@@ -300,8 +301,8 @@ def test_the_password_and_the_postback_key_are_never_shown(
         repr(state.config),
         repr(state.postbacks),
         repr(state.postbacks.outbox),
-        runner.invoke(args=["keitaro", "postbacks", "list"]).output,
-        runner.invoke(args=["keitaro", "postbacks", "flush"]).output,
+        runner.invoke(keitaro_cli, ["postbacks", "list"]).output,
+        runner.invoke(keitaro_cli, ["postbacks", "flush"]).output,
     ]
     wrong = open_outbox(postgres_url.replace(PASSWORD, PASSWORD + "-wrong"), lease=30.0)
     with pytest.raises(OutboxError) as refused:
