@@ -14,6 +14,7 @@ not stored (they are sent directly) until the reserve can be made again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -133,7 +134,7 @@ class _Statements:
 def _full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or the database) is full."""
     if isinstance(exc, OSError) and not isinstance(exc, sqlite3.Error):
-        return exc.errno == 28  # ENOSPC
+        return exc.errno == errno.ENOSPC
     return _code(exc) == sqlite3.SQLITE_FULL
 
 
@@ -250,6 +251,11 @@ class SQLiteOutbox(Outbox):
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             if self.reserve <= 0 or os.path.exists(self.reserve_path):
                 return
+            folder = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            if folder.f_bavail * folder.f_frsize < self.reserve + 2 * _ROOM:
+                # Room for the reserve alone may be what a delivery just freed by spending
+                # it: taking it back at once would leave the delivery none.
+                raise OSError(errno.ENOSPC, "not room enough for the reserve and more")
             partial = Path(f"{self.reserve_path}.{os.getpid()}")
             try:
                 with partial.open("wb") as out:
