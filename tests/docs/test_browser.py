@@ -45,6 +45,7 @@ NAVIGATION = [
             "The WSGI middleware",
             "Testing your site with the emulator",
             "Deploying",
+            "Containers",
             "Migrating from the official PHP client",
         ],
     ),
