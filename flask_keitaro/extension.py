@@ -14,7 +14,7 @@ import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from flask import Blueprint, Flask, after_this_request, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
@@ -33,13 +33,16 @@ from .checks import (
 )
 from .click import Click
 from .client import ClickAPIClient
-from .config import DEFAULTS, OPTIONS, KeitaroConfig
+from .config import DEFAULTS, OPTIONS, KeitaroConfig, outbox_option
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
 from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
 from .state import SecretKeys
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -315,13 +318,19 @@ class KeitaroExtension:
 
     ``options`` are config keys in lower case without the ``KEITARO_`` prefix
     (``tracker_url=...``, ``fail_mode="closed"``); ``init_app`` writes them into the app's
-    config, where they beat what was there.
+    config, where they beat what was there. ``outbox_engine`` is a SQLAlchemy engine on
+    PostgreSQL the app already has (Flask-SQLAlchemy's ``db.engine``): the postback outbox is
+    then a table in its database (it is ``postback_outbox``, so it shows in
+    ``KEITARO_POSTBACK_OUTBOX``).
     """
 
     #: The same as :func:`keitaro_campaign`.
     campaign = staticmethod(keitaro_campaign)
 
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(
+        self, app: Flask | None = None, *, outbox_engine: Engine | None = None, **options: Any
+    ) -> None:
+        options = outbox_option(outbox_engine, options)
         for name, value in options.items():
             if name not in OPTIONS:
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")

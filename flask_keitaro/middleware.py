@@ -19,7 +19,7 @@ from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
 from .checks import secret_key_finding
-from .config import OPTIONS, KeitaroConfig, validate_bool
+from .config import OPTIONS, KeitaroConfig, outbox_option, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
@@ -28,6 +28,7 @@ from .postback import from_config as postback_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from sqlalchemy.engine import Engine
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -104,7 +105,8 @@ class KeitaroMiddleware:
 
     With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
     own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
-    time the middleware is made.
+    time the middleware is made. ``outbox_engine`` puts the outbox in the PostgreSQL database
+    of an engine the application already has.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class KeitaroMiddleware:
         secret_key: str | bytes | None = None,
         ignore_trailing_slash: bool = True,
         ignore_case: bool = False,
+        outbox_engine: Engine | None = None,
         **options: Any,
     ) -> None:
         if not callable(app):
@@ -123,6 +126,7 @@ class KeitaroMiddleware:
                 "KeitaroMiddleware wraps a WSGI application (a callable taking environ and"
                 f" start_response), not a {type(app).__name__}"
             )
+        options = outbox_option(outbox_engine, options)
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")

@@ -46,6 +46,7 @@ NAVIGATION = [
             "Several sites, campaigns or trackers",
             "Testing your site with the emulator",
             "Deploying",
+            "Containers",
             "Migrating from the official PHP client",
         ],
     ),
