@@ -7,7 +7,7 @@ Django, Falcon, Bottle or a bare WSGI callable get the same clicks, byte for byt
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
 from .postback import PostbackResult, report
 from .postback import from_config as postback_client
+from .state import SecretKeys
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,6 +46,20 @@ def _route(path: str, spec: CampaignSpec) -> Route:
     return Route(spec)
 
 
+def _secret_keys(secret_key: str | bytes | Sequence[str | bytes] | None) -> SecretKeys:
+    """The state cookie's keys from ``secret_key``: one key, or a list, the current key last."""
+    if not secret_key:
+        return ()
+    keys = (secret_key,) if isinstance(secret_key, str | bytes) else tuple(secret_key)
+    if not all(isinstance(key, str | bytes) and key for key in keys):
+        # A secret: the message names the types it was given, never a key.
+        given = ", ".join(type(key).__name__ for key in keys)
+        raise ConfigurationError(
+            "secret_key", f"[{given}]", "every key must be a non-empty str or bytes"
+        )
+    return keys
+
+
 class KeitaroMiddleware:
     """Run the visitors of some paths of a WSGI app through Keitaro campaigns.
 
@@ -52,7 +67,9 @@ class KeitaroMiddleware:
     callable taking the request, or a dict of route options
     (``{"/": "TOKEN", "/go": {"token": "T2", "force_redirect_offer": True}}``). ``options``
     are the config keys in lower case without ``KEITARO_``, validated as ``init_app`` does.
-    ``secret_key`` signs the click state cookie (no state without it).
+    ``secret_key`` signs the click state cookie (no state without it): one key, or a list for
+    key rotation as itsdangerous takes it — the oldest first, the current key last. The last
+    key signs; a cookie signed with an older one still restores and is written again.
 
     On a matching path the tracker's answer is sent when it decided; otherwise the wrapped
     app runs with the click in ``environ["keitaro.click"]``, and the click's cookies and
@@ -70,7 +87,7 @@ class KeitaroMiddleware:
         *,
         tracker_url: str | None = None,
         campaigns: Mapping[str, CampaignSpec],
-        secret_key: str | bytes | None = None,
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
         **options: Any,
     ) -> None:
         for name, value in options.items():
@@ -83,7 +100,7 @@ class KeitaroMiddleware:
         self.pipeline = Pipeline.from_config(checked)
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self)
-        self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
+        self.secret_keys = _secret_keys(secret_key)
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
         for path, spec in campaigns.items():

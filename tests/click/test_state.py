@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -10,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from itsdangerous import URLSafeSerializer
 
 from flask_keitaro import click_requested, click_restored, click_succeeded, current_click
 from flask_keitaro.result import ClickInfo
@@ -136,6 +141,13 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
     return {"s": "forged0000000", "t": "T", "c": 2, "e": int(expires), **fields}
 
 
+def _home_made(secret: str, data: Any) -> str:
+    """Base64url JSON and a keyed BLAKE2b MAC: a format of the state's own, not itsdangerous's."""
+    payload = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    key = hmac.digest(secret.encode(), b"flask-keitaro.click-state.v2", "sha256")
+    return f"{payload}.{hashlib.blake2b(payload.encode(), key=key, digest_size=32).hexdigest()}"
+
+
 @pytest.mark.parametrize(
     "cookie",
     [
@@ -165,6 +177,20 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
             lambda: _sign("test-secret", {campaign_key("test-secret", TOKEN): "x"}),
             id="entry-not-object",
         ),
+        pytest.param(
+            lambda: _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)})[:-9],
+            id="truncated",
+        ),
+        pytest.param(
+            lambda: URLSafeSerializer("test-secret", salt="another-salt").dumps(
+                {campaign_key("test-secret", TOKEN): _entry(1e12)}
+            ),
+            id="other-salt",
+        ),
+        pytest.param(
+            lambda: _home_made("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)}),
+            id="home-made-format",
+        ),
     ],
 )
 def test_bad_state_is_ignored(
@@ -180,6 +206,25 @@ def test_bad_state_is_ignored(
     assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\x00garbage", b"\xc3(", "\u00e9t\u00e9".encode("utf-16")], ids=repr
+)
+def test_a_state_cookie_that_is_not_utf8_is_ignored(
+    make_app: AppFactory, tracker: RecordingTracker, caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
+    """Raw bytes in the Cookie header reach the app as WSGI gives them: decoded as Latin-1."""
+    signed = _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)})
+    client = make_app().test_client(use_cookies=False)
+    for value in (raw.decode("latin-1"), signed + raw.decode("latin-1")):
+        with caplog.at_level(logging.DEBUG, logger="flask_keitaro"):
+            response = client.get("/", headers={"Cookie": f"_kst={value}"})
+        assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(tracker.calls) == 2
+    # The control: the same signed value alone restores.
+    assert client.get("/", headers={"Cookie": f"_kst={signed}"}).text.endswith("restored=state")
 
 
 def test_valid_forged_looking_state_signed_with_the_key_restores(
@@ -233,7 +278,7 @@ def test_state_never_holds_the_campaign_token(make_app: AppFactory) -> None:
 
 
 def test_state_keeps_a_bounded_number_of_campaigns() -> None:
-    state = ClickState("k")
+    state = ClickState(("k",))
     for n in range(20):
         state.put(f"token-{n}", ClickInfo(sub_id=f"s{n}"), 1)
     assert len(state.entries) == 8
