@@ -73,6 +73,7 @@ nitpick_ignore = [
 # own docs. A name missing here makes ``sphinx-build -n`` fail, so it gets added.
 FLASK = "https://flask.palletsprojects.com/en/stable/api/"
 WERKZEUG = "https://werkzeug.palletsprojects.com/en/stable/"
+ITSDANGEROUS = "https://itsdangerous.palletsprojects.com/en/stable/"
 external_links: dict[str, str] = {
     "flask.app.Flask": FLASK + "#flask.Flask",
     "flask.Flask": FLASK + "#flask.Flask",
@@ -89,6 +90,9 @@ external_links: dict[str, str] = {
     "werkzeug.datastructures.Headers": WERKZEUG + "datastructures/#werkzeug.datastructures.Headers",
     "requests.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
+    "itsdangerous.URLSafeSerializer": ITSDANGEROUS
+    + "url_safe/#itsdangerous.url_safe.URLSafeSerializer",
+    "itsdangerous.Signer": ITSDANGEROUS + "signer/#itsdangerous.signer.Signer",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
 python_modules = (

@@ -4,11 +4,11 @@ The state is kept per campaign (keyed by a keyed hash of the campaign token, nev
 token itself), holds click data only — never a tracker response — and expires with the
 tracker's ``cookies_ttl``. No server-side storage is involved.
 
-The cookie's value is one itsdangerous's :class:`~itsdangerous.URLSafeSerializer` reads: the
-entries as compact JSON, zlib-compressed when that saves a quarter or more, in base64url, signed
-by itsdangerous's :class:`~itsdangerous.Signer` (HMAC) under :data:`SALT`. The secret keys are
-itsdangerous's list: the oldest first, the current key last; the current key signs, and any of
-them verifies.
+The cookie's value is one that itsdangerous's :class:`~itsdangerous.URLSafeSerializer` reads:
+the entries as compact JSON in base64url (zlib-compressed past :data:`PLAIN_PAYLOAD`), signed
+by itsdangerous's :class:`~itsdangerous.Signer` (HMAC-SHA1) under :data:`SALT`. The secret
+keys are itsdangerous's list: the oldest first, the current key last; the current key signs,
+and any of them verifies.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ _STR_OR_NONE = frozenset((str, type(None)))
 _BOOL_OR_NONE = frozenset((bool, type(None)))
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
-#: The state's payload is zlib-compressed only when that makes it at most this share of its
-#: plain length: with a tracker's clicks, a state of two campaigns or more, not of one.
-COMPRESSED_AT_MOST = 0.75
+#: The longest payload (base64url JSON) the state leaves uncompressed: a state of one campaign.
+#: zlib would save it few bytes, and cost more than those in every visit that writes or restores
+#: it; a state of several campaigns it halves.
+PLAIN_PAYLOAD = 512
 
 #: The state's secret keys in itsdangerous's order: the oldest first, the current key last.
 SecretKeys = tuple[str | bytes, ...]
@@ -98,14 +99,14 @@ def _signing(secret_keys: SecretKeys) -> _Signing:
 def _dumps(secret_keys: SecretKeys, data: Any) -> str:
     """``data`` as a state cookie value, signed with the current key.
 
-    The value is one :class:`~itsdangerous.URLSafeSerializer` reads. Its payload is compressed
-    only when that makes it at most :data:`COMPRESSED_AT_MOST` of the plain one: a state of one
-    campaign gains a few bytes by zlib, and each restored visit would pay to inflate them.
+    The value is one :class:`~itsdangerous.URLSafeSerializer` reads: a payload longer than
+    :data:`PLAIN_PAYLOAD` is its own (zlib-compressed when that is shorter), a shorter one is
+    left plain.
     """
     signing = _signing(secret_keys)
-    packed = signing.serializer.dump_payload(data)  # compressed whenever that is shorter
-    plain = base64_encode(_JSON.encode(data))
-    payload = packed if len(packed) <= len(plain) * COMPRESSED_AT_MOST else plain
+    payload = base64_encode(_JSON.encode(data))
+    if len(payload) > PLAIN_PAYLOAD:
+        payload = signing.serializer.dump_payload(data)
     return signing.current.sign(payload).decode("ascii")
 
 
