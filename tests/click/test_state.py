@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -20,7 +16,7 @@ from flask_keitaro import click_requested, click_restored, click_succeeded, curr
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState, campaign_key
 from tests.support import TOKEN, AppFactory
-from tests.support.state import read_state, sign_state
+from tests.support.state import home_made_state, read_state, sign_state
 from testsupport.tracker import RecordingTracker, do_nothing
 
 
@@ -141,13 +137,6 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
     return {"s": "forged0000000", "t": "T", "c": 2, "e": int(expires), **fields}
 
 
-def _home_made(secret: str, data: Any) -> str:
-    """Base64url JSON and a keyed BLAKE2b MAC: a format of the state's own, not itsdangerous's."""
-    payload = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-    key = hmac.digest(secret.encode(), b"flask-keitaro.click-state.v2", "sha256")
-    return f"{payload}.{hashlib.blake2b(payload.encode(), key=key, digest_size=32).hexdigest()}"
-
-
 @pytest.mark.parametrize(
     "cookie",
     [
@@ -188,7 +177,9 @@ def _home_made(secret: str, data: Any) -> str:
             id="other-salt",
         ),
         pytest.param(
-            lambda: _home_made("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)}),
+            lambda: home_made_state(
+                "test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)}
+            ),
             id="home-made-format",
         ),
     ],

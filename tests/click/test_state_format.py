@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import random
 import string
@@ -23,7 +21,7 @@ from flask_keitaro.bounds import MAX_COOKIE
 from flask_keitaro.cookies import MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import MAX_CAMPAIGNS, SALT, ClickState, campaign_key, cookie_value
-from tests.support.state import read_state, sign_state
+from tests.support.state import home_made_state, read_state, sign_state
 from testsupport.clicks import keitaro_state
 
 SECRET = "format-secret"
@@ -175,16 +173,8 @@ def test_the_apps_session_cookie_is_no_state() -> None:
     assert _restored(value) is None
 
 
-def _home_made(secret: str, data: Any) -> str:
-    """A value in a format of the state's own: base64url JSON and a keyed BLAKE2b MAC."""
-    payload = _b64(json.dumps(data, separators=(",", ":")).encode()).decode()
-    key = hmac.digest(secret.encode(), b"flask-keitaro.click-state.v2", "sha256")
-    mac = hashlib.blake2b(payload.encode(), key=key, digest_size=32).hexdigest()
-    return f"{payload}.{mac}"
-
-
 def test_a_value_of_a_home_made_format_is_no_state() -> None:
-    assert _restored(_home_made(SECRET, {campaign_key(SECRET, TOKEN): _entry()})) is None
+    assert _restored(home_made_state(SECRET, {campaign_key(SECRET, TOKEN): _entry()})) is None
 
 
 def test_the_last_key_signs_and_every_key_verifies() -> None:

@@ -6,6 +6,10 @@ cookie to itsdangerous's ``URLSafeSerializer`` under the state's salt.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -24,3 +28,10 @@ def read_state(secret: str, value: str) -> Any:
         return URLSafeSerializer(secret, salt=SALT).loads(value)
     except BadSignature:
         raise AssertionError("the state cookie is not signed with this key") from None
+
+
+def home_made_state(secret: str, data: Any) -> str:
+    """A state in a format that is not itsdangerous's: base64url JSON and a keyed BLAKE2b MAC."""
+    payload = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    key = hmac.digest(secret.encode(), b"flask-keitaro.click-state.v2", "sha256")
+    return f"{payload}.{hashlib.blake2b(payload.encode(), key=key, digest_size=32).hexdigest()}"
