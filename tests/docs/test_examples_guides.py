@@ -503,7 +503,7 @@ def test_the_testing_guides_suite_passes_in_its_own_run() -> None:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed" in result.stdout
+    assert "7 passed" in result.stdout
 
 
 # deploying/wsgi.py, deploying/gunicorn.conf.py
