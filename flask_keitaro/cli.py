@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import current_app
@@ -22,11 +22,15 @@ from flask.cli import with_appcontext
 
 from ._version import __version__
 from .bounds import DEFAULT_CONTENT_TYPE
+from .checks import Site, run_checks
 from .errors import TrackerError, token_hint
 from .fields import ClickOptions
 from .postback import PostbackClient
 from .result import ClickResult
 from .visitor import Visitor
+
+if TYPE_CHECKING:
+    from .extension import KeitaroState
 
 #: The ``flask keitaro`` command group, registered through the ``flask.commands`` entry point.
 keitaro_cli = click.Group("keitaro", help="Keitaro Click API tools.")
@@ -53,15 +57,51 @@ def describe(result: ClickResult) -> str:
     return f"{status} with no body"
 
 
+def report_checks(state: KeitaroState) -> bool:
+    """Print the campaign routes and what the checks found; whether none is an error."""
+    app = current_app
+    routes = state.campaign_routes(app)
+    site = Site(
+        state.config,
+        app.config,
+        routes,
+        session_cookie=app.config.get("SESSION_COOKIE_NAME") or "session",
+    )
+    for i, campaign in enumerate(routes):
+        click.echo(
+            f"{'Routes:' if i == 0 else '':<10}{shown(campaign.name)}, {campaign.token_source}"
+        )
+    findings = run_checks(site)
+    for finding in findings:
+        click.echo(f"{finding.level}: {shown(finding.text)}")
+    errors = sum(finding.level == "error" for finding in findings)
+    warnings = len(findings) - errors
+    if findings:
+        click.echo(f"Checks:   {_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    else:
+        click.echo("Checks:   no problems")
+    return errors == 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 @keitaro_cli.command("check")
-@click.argument("token")
+@click.argument("token", required=False)
 @click.option("--ip", default="127.0.0.1", show_default=True, help="Visitor IP to send.")
 @click.option("--ua", default=f"flask-keitaro/{__version__} check", help="Visitor User-Agent.")
 @click.option("--language", default="", help="Two-letter visitor language.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="A visitor query parameter.")
 @with_appcontext
-def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str, ...]) -> None:
-    """Make one click with log=1 on the configured tracker and show what a visitor gets."""
+def check_command(
+    token: str | None, ip: str, ua: str, language: str, params: tuple[str, ...]
+) -> None:
+    """Check the config and every campaign route; with TOKEN, also make one click.
+
+    The click is made with log=1 on the configured tracker, and shows what a visitor gets.
+    Exits 1 on an error of the checks or of the tracker.
+    """
     query = []
     for param in params:
         name, sep, value = param.partition("=")
@@ -71,8 +111,13 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
     state = current_app.extensions.get("keitaro")
     if state is None:
         raise click.ClickException("KeitaroExtension is not set up on this app (call init_app).")
-    visitor = Visitor(ip=ip, user_agent=ua, language=language.lower()[:2], query=tuple(query))
     click.echo(f"Tracker:  {state.config.tracker_url}")
+    passed = report_checks(state)
+    if token is None:
+        if not passed:
+            raise click.exceptions.Exit(1)
+        return
+    visitor = Visitor(ip=ip, user_agent=ua, language=language.lower()[:2], query=tuple(query))
     click.echo(f"Campaign: token ...{token_hint(token)}")
     try:
         result = state.client.click(token, visitor, ClickOptions(log=True))
@@ -93,6 +138,8 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
         click.echo("Tracker log:")
         for line in result.log:
             click.echo(f"  {shown(line)}")
+    if not passed:
+        raise click.exceptions.Exit(1)
 
 
 @keitaro_cli.command("emulator")

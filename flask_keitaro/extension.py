@@ -21,6 +21,7 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
+from .checks import TOKEN_CONFIG_KEY, CampaignRoute
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .conversion import Conversion, postback_method
@@ -39,6 +40,9 @@ R = TypeVar("R")
 
 _EXTENSION_KEY = "keitaro"
 _G_CLICK = "_keitaro_click"
+#: The attribute of a decorated view holding its campaign route: the outermost decorator's,
+#: the one that clicks. ``functools.wraps`` carries it up through decorators stacked above.
+_ROUTE = "keitaro_route"
 
 
 class ViewDecorator(Protocol):
@@ -68,6 +72,21 @@ class KeitaroState:
         """Report a conversion of a request's click (``current_click.postback``)."""
         return report(self.postbacks, self.config.enabled, sub_id, status, of_click=True, **options)
 
+    @staticmethod
+    def campaign_routes(app: Flask) -> tuple[CampaignRoute, ...]:
+        """Every view of ``app`` decorated with :func:`keitaro_campaign`, with its route.
+
+        Of campaign decorators stacked on one view, the outermost is the one that clicks, and
+        the one given.
+        """
+        found = []
+        for endpoint, view in app.view_functions.items():
+            route = getattr(view, _ROUTE, None)
+            if isinstance(route, Route):
+                rules = tuple(rule.rule for rule in app.url_map.iter_rules(endpoint))
+                found.append(CampaignRoute(endpoint, rules, route))
+        return tuple(found)
+
 
 def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., R]], Callable[P, R]]:
     """Give a function the signature of :class:`Route`, for editors, mypy and the docs."""
@@ -86,8 +105,9 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     Takes the campaign token and the route options of :class:`~flask_keitaro.pipeline.Route`;
     an option left ``None`` takes the app's config. When the tracker decides (a redirect, a
     page, a 404) the visitor gets its answer and the view does not run; otherwise the view
-    runs with :data:`current_click` set. Sync and ``async`` views work; ``OPTIONS`` requests
-    pass through without a click; stacked decorators click once.
+    runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
+    passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
+    stacked decorators click once.
     """
     route = Route(*args, **kwargs)
 
@@ -111,6 +131,7 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
                 return outcome.response
             return outcome.finish(app.make_response(run_view(*view_args, **view_kwargs)))
 
+        setattr(wrapper, _ROUTE, route)
         return cast(F, wrapper)
 
     return decorator
@@ -121,7 +142,8 @@ def token_from_config(key: str) -> Callable[[Request], str | None]:
 
     ``@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))`` lets views be defined at
     import time while tokens come from the environment; a missing or empty value means no
-    click for the request (the view runs with an empty click).
+    click for the request (the view runs with an empty click). ``flask keitaro check`` names
+    every route whose key is missing.
     """
 
     def token(request: Request) -> str | None:
@@ -132,6 +154,7 @@ def token_from_config(key: str) -> Callable[[Request], str | None]:
         return value or None
 
     token.__qualname__ = f"token_from_config({key!r})"
+    setattr(token, TOKEN_CONFIG_KEY, key)  # what ``flask keitaro check`` looks up
     return token
 
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Request
+from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
-from .config import OPTIONS, KeitaroConfig
+from .config import OPTIONS, KeitaroConfig, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
@@ -35,6 +36,27 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None,
 
 #: What ``campaigns`` maps a path to: a token, a callable taking the request, or route options.
 CampaignSpec = PerRequest | Mapping[str, Any]
+
+
+def normal_path(path: str, *, trailing_slash: bool = True, fold_case: bool = False) -> str:
+    """``path`` as the middleware compares it: dot segments removed, repeated slashes collapsed.
+
+    ``/./landing``, ``/x/../landing`` and ``//landing`` are all ``/landing``; ``/landing/.``
+    is ``/landing/``. With ``trailing_slash=False`` a trailing slash is dropped (``/landing/``
+    is ``/landing``); with ``fold_case=True`` the path is case-folded. The path is not
+    percent-decoded again: a WSGI server hands ``PATH_INFO`` over decoded already.
+    """
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    last = path.rsplit("/", 1)[-1]
+    slash = trailing_slash and bool(segments) and last in ("", ".", "..")
+    normal = "/" + "/".join(segments) + ("/" if slash else "")
+    return normal.casefold() if fold_case else normal
 
 
 def _route(path: str, spec: CampaignSpec) -> Route:
@@ -73,6 +95,13 @@ class KeitaroMiddleware:
     key rotation as itsdangerous takes it — the oldest first, the current key last. The last
     key signs; a cookie signed with an older one still restores and is written again.
 
+    Paths are compared as :func:`~flask_keitaro.middleware.normal_path` gives them, so that
+    no spelling of a campaign path an application would serve the same passes without a
+    click: ``/landing/`` is ``/landing`` unless ``ignore_trailing_slash=False``, and with
+    ``ignore_case=True`` (for a case-insensitive application) ``/Landing`` is too. Only a CORS
+    preflight passes a campaign path without a click; any other ``OPTIONS`` is clicked like
+    ``GET``.
+
     On a matching path the tracker's answer is sent when it decided; otherwise the wrapped
     app runs with the click in ``environ["keitaro.click"]``, and the click's cookies and
     headers are added as it starts its response — its body is not buffered. Other paths pass
@@ -90,11 +119,16 @@ class KeitaroMiddleware:
         tracker_url: str | None = None,
         campaigns: Mapping[str, CampaignSpec],
         secret_key: str | bytes | Sequence[str | bytes] | None = None,
+        ignore_trailing_slash: bool = True,
+        ignore_case: bool = False,
         **options: Any,
     ) -> None:
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
+        validate_bool("ignore_trailing_slash", ignore_trailing_slash)
+        validate_bool("ignore_case", ignore_case)
+        self.secret_keys = _secret_keys(secret_key)
         config = {OPTIONS[name]: value for name, value in options.items()}
         config[OPTIONS["tracker_url"]] = tracker_url
         self.app = app
@@ -102,30 +136,44 @@ class KeitaroMiddleware:
         self.pipeline = Pipeline.from_config(checked)
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self)
-        self.secret_keys = _secret_keys(secret_key)
+        self._slash = not ignore_trailing_slash
+        self._fold = ignore_case
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
         for path, spec in campaigns.items():
             route = _route(path, spec)
             if path.endswith("*"):
-                self._prefixes.append((path[:-1], route))
+                self._prefixes.append((normal_path(path[:-1], fold_case=self._fold), route))
             else:
-                self._exact[path] = route
+                self._exact[self._key(path)] = route
         self._prefixes.sort(key=lambda item: len(item[0]), reverse=True)  # longest first
 
     def __repr__(self) -> str:
         paths = sorted(self._exact) + [prefix + "*" for prefix, _ in self._prefixes]
         return f"<KeitaroMiddleware paths={paths}>"
 
+    def _key(self, path: str) -> str:
+        return normal_path(path, trailing_slash=self._slash, fold_case=self._fold)
+
     def route_for(self, path: str) -> Route | None:
-        """The route of ``path``: an exact path first, then the longest matching prefix."""
-        route = self._exact.get(path)
+        """The route of ``path``: an exact path first, then the longest matching prefix.
+
+        ``path`` is compared as :func:`~flask_keitaro.middleware.normal_path` gives it; a
+        prefix ending in ``/`` (``"/go/*"``) takes ``/go`` too, unless
+        ``ignore_trailing_slash=False``.
+        """
+        route = self._exact.get(self._key(path))
         if route is None:
-            route = next((r for prefix, r in self._prefixes if path.startswith(prefix)), None)
+            full = normal_path(path, fold_case=self._fold)
+            bare = None if self._slash else full.rstrip("/") + "/"
+            route = next(
+                (r for prefix, r in self._prefixes if full.startswith(prefix) or bare == prefix),
+                None,
+            )
         return route
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        route = self.route_for(environ.get("PATH_INFO", "") or "/")
+        route = self.route_for(get_path_info(environ))
         if route is None:
             return self.app(environ, start_response)
         outcome = self.pipeline.run(

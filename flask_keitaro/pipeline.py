@@ -43,7 +43,7 @@ from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
-from .visitor import Visitor, is_prefetch
+from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -188,7 +188,7 @@ class Route:
             keyword=keyword,
             send_params=self.option("send_params", config),
             log=self.option("log", config),
-            referrer=request.url if self.referrer == CURRENT_PAGE else self.referrer,
+            referrer=current_url(request) if self.referrer == CURRENT_PAGE else self.referrer,
             params=tuple(params),
             forwarding=forwarding or Forwarding(),
         )
@@ -208,7 +208,7 @@ class Outcome:
     unavailable: bool = False
     cookies: tuple[SetCookie, ...] = ()
     policy: CookiePolicy = field(default_factory=CookiePolicy)
-    #: False when the request was let through untouched (``OPTIONS``).
+    #: False when the request was let through untouched (a CORS preflight, no token).
     touched: bool = True
 
     def finish(self, response: Response) -> Response:
@@ -294,7 +294,7 @@ class Pipeline:
         ``sender`` is what signals are sent with (the Flask app, or the middleware);
         ``secret_keys`` sign the state cookie (none: no state).
         """
-        token = None if request.method == "OPTIONS" else route.token_for(request)
+        token = None if is_cors_preflight(request) else route.token_for(request)
         if token is None or not self.config.enabled:
             return Outcome(Click.empty(), touched=False)
         config = self.config

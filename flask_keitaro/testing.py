@@ -41,7 +41,8 @@ class ClickAPIEmulator:
             assert emulator.clicks()
 
     ``clock`` returns the current Unix time; pass your own to move time forward
-    in tests (uniqueness windows, per-hour/per-day limits).
+    in tests (uniqueness windows, per-hour/per-day limits). It answers to loopback names,
+    ``host`` and the config's ``hosts``; any other ``Host`` gets 400.
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class ClickAPIEmulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app = create_app(config, clock=clock)
+        self.app = create_app(config, clock=clock, listen_host=host)
         self.state: EmulatorState = get_state(self.app)
         self._host = host
         self._port = port

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from werkzeug.wrappers import Request
 
@@ -26,13 +27,20 @@ _PREFETCH_ENVIRON = tuple(
 
 
 def parse_ip(value: str | None) -> str | None:
-    """Return ``value`` as a normalised IP address string, or ``None`` when it is not one."""
+    """Return ``value`` as a normalised IP address string, or ``None`` when it is not one.
+
+    An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, ``::ffff:7f00:1``), what a dual-stack
+    socket reports for an IPv4 peer, is the IPv4 address it maps: a tracker's IP, geo and
+    bot filters would see an IPv6 address in none of their IPv4 lists.
+    """
     if not value:
         return None
     try:
-        return str(ipaddress.ip_address(value.strip().strip("[]")))
+        address = ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
         return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
 
 
 def language_code(accept_language: str) -> str:
@@ -56,6 +64,38 @@ def is_prefetch(request: Request) -> bool:
     return any(marker in environ.get(key, "").lower() for key, marker in _PREFETCH_ENVIRON)
 
 
+def is_cors_preflight(request: Request) -> bool:
+    """Whether ``request`` is a CORS preflight: ``OPTIONS`` with ``Origin`` and
+    ``Access-Control-Request-Method``.
+
+    This is the one request that passes a campaign route without a click, at either door: a
+    browser sends it before a cross-origin request and shows its answer to no one. Any other
+    ``OPTIONS`` is a visit like ``GET`` (an app may answer it with the landing page itself).
+    """
+    environ = request.environ
+    return (
+        request.method == "OPTIONS"
+        and bool(environ.get("HTTP_ORIGIN"))
+        and bool(environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"))
+    )
+
+
+def current_url(request: Request) -> str:
+    """The full URL of ``request`` (``request.url``), for any ``Host`` a visitor sends.
+
+    werkzeug shows ``request.url`` as an IRI, its host decoded from IDNA, and a host that is
+    not valid IDNA (``Host: xn--``) makes it raise: that URL is given as a URI with the host
+    as it came, so the request is clicked like any other instead of failing.
+    """
+    try:
+        return request.url
+    except UnicodeError:
+        # The URI werkzeug builds before it turns it into an IRI, with its safe characters.
+        path = quote(request.script_root + request.path, safe="!$&'()*+,/:;=@%")
+        query = quote(request.query_string, safe="!$&'()*+,/:;=?@%")
+        return f"{request.scheme}://{request.host}{path}" + (f"?{query}" if query else "")
+
+
 def client_ip(
     peer: str | None, header_value: str | None, trusted_proxies: Sequence[IPNetwork]
 ) -> str:
@@ -71,8 +111,11 @@ def client_ip(
     peer_ip = parse_ip(peer)
     if header_value and trusted_proxies and peer_ip is not None:
         address = ipaddress.ip_address(peer_ip)
-        mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:10.0.0.1 on a dual-stack socket
-        if any(address in net or (mapped is not None and mapped in net) for net in trusted_proxies):
+        forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+        if address.version == 4:
+            # A proxy listed as ::ffff:10.0.0.0/104 is the IPv4 peer 10.0.0.1 all the same.
+            forms.append(ipaddress.IPv6Address(f"::ffff:{address}"))
+        if any(form in net for form in forms for net in trusted_proxies):
             from_header = parse_ip(header_value.rsplit(",", 1)[-1])
             if from_header is not None:
                 return from_header
@@ -132,7 +175,7 @@ class Visitor:
             language=language_code(environ.get("HTTP_ACCEPT_LANGUAGE", "")),
             x_requested_with=environ.get("HTTP_X_REQUESTED_WITH", ""),
             referrer=environ.get("HTTP_REFERER", ""),
-            uri=request.url,
+            uri=current_url(request),
             host=request.host,
             method=request.method,
             is_secure=request.is_secure,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import Result
+from flask import Blueprint, Flask
 
-from flask_keitaro import KeitaroExtension
+from flask_keitaro import KeitaroExtension, checks, keitaro_campaign, token_from_config
+from flask_keitaro.checks import Finding, Site
 from flask_keitaro.cli import keitaro_cli
 from tests.support import TOKEN, AppFactory
 from testsupport.faults import FAULTS, SECRET, Fault, fault_app
@@ -193,3 +199,220 @@ def test_check_odd_status_field(make_app: AppFactory, tracker: RecordingTracker)
     assert result.exit_code == 0, result.output
     assert "Status:   None" in result.output
     assert "Decision: the view runs" in result.output
+
+
+# -- flask keitaro check without a token: the config and every campaign route ---------------
+
+
+def _routes_app(make_app: AppFactory, **config: Any) -> Flask:
+    """``make_app``'s ``/`` (a literal token) and routes of every other kind."""
+    app = make_app(**config)
+
+    @app.route("/go/<name>")
+    @app.route("/go")
+    @keitaro_campaign(token_from_config("SITE_GO_TOKEN"))
+    def go(name: str | None = None) -> str:
+        return "go"
+
+    shop = Blueprint("shop", __name__, url_prefix="/shop")
+
+    @shop.route("/promo")
+    @_logged  # a decorator of the site's own, above the campaign's
+    @keitaro_campaign(token_from_config("SITE_PROMO_TOKEN"))
+    @keitaro_campaign(token_from_config("NEVER_READ"))  # stacked: the outer one clicks
+    def promo() -> str:
+        return "promo"
+
+    @app.route("/per-request")
+    @keitaro_campaign(lambda request: request.args.get("t"))
+    def per_request() -> str:
+        return "per request"
+
+    @app.route("/plain")
+    def plain() -> str:
+        return "no campaign"
+
+    app.register_blueprint(shop)
+    return app
+
+
+def _logged(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _check(app: Flask, *args: str) -> Result:
+    return app.test_cli_runner().invoke(keitaro_cli, ["check", *args])
+
+
+def test_check_without_a_token_lists_the_routes_and_calls_nothing(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    app = _routes_app(make_app, SITE_GO_TOKEN="go-token-0001", SITE_PROMO_TOKEN="promo-0002")
+    result = _check(app)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"Tracker:  {tracker.url}",
+        f"Routes:   landing (/), token ...{TOKEN[-4:]}",
+        "          go (/go/<name>, /go), token from config SITE_GO_TOKEN",
+        "          per_request (/per-request), token from _routes_app.<locals>.<lambda>",
+        "          shop.promo (/shop/promo), token from config SITE_PROMO_TOKEN",
+        "Checks:   no problems",
+    ], result.output
+    assert tracker.calls == []
+    assert TOKEN not in result.output and "go-token-0001" not in result.output
+
+
+def test_a_missing_token_key_is_an_error_with_or_without_a_token(
+    make_app: AppFactory, tracker: RecordingTracker
+) -> None:
+    app = _routes_app(make_app, SITE_GO_TOKEN="go-token-0001", SITE_PROMO_TOKEN="")
+    result = _check(app)
+    assert result.exit_code == 1, result.output
+    error = (
+        "error: route shop.promo (/shop/promo): its campaign token's config key"
+        " SITE_PROMO_TOKEN is not set, so its visitors are not clicked"
+    )
+    assert error in result.output.splitlines()
+    assert "Checks:   1 error, 0 warnings" in result.output
+    assert "NEVER_READ" not in result.output
+    assert tracker.calls == []
+    # With a token the click is made as well, and the command still fails.
+    clicked = _check(app, TOKEN)
+    assert clicked.exit_code == 1 and error in clicked.output.splitlines()
+    assert "Decision: the view runs" in clicked.output and len(tracker.calls) == 1
+
+
+def test_a_token_key_of_the_wrong_type_is_an_error(make_app: AppFactory) -> None:
+    app = _routes_app(make_app, SITE_GO_TOKEN=["a", "list"], SITE_PROMO_TOKEN="promo-0002")
+    result = _check(app)
+    assert result.exit_code == 1
+    assert (
+        "error: route go (/go/<name>, /go): config key SITE_GO_TOKEN holds a list,"
+        " not a campaign token string"
+    ) in result.output.splitlines()
+
+
+def test_prefetch_skip_is_a_warning(make_app: AppFactory) -> None:
+    result = _check(make_app(KEITARO_PREFETCH="skip"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        'warning: KEITARO_PREFETCH is "skip": any client can claim to be a prefetch'
+        " (Sec-Purpose: prefetch) and see the landing with no tracker call, past the"
+        " campaign's bot filters",
+        "Checks:   0 errors, 1 warning",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "finding"),
+    [
+        (
+            {"KEITARO_FORWARD_COOKIES": ["session"]},
+            "error: KEITARO_FORWARD_COOKIES names the session cookie session, which never leaves",
+        ),
+        (
+            {"KEITARO_FORWARD_COOKIES": ["my_session"], "SESSION_COOKIE_NAME": "my_session"},
+            "error: KEITARO_FORWARD_COOKIES names the session cookie my_session, which never"
+            " leaves",
+        ),
+        (
+            {"KEITARO_FORWARD_COOKIES": ["_kst"]},
+            "error: KEITARO_FORWARD_COOKIES names the state cookie _kst, which never leaves",
+        ),
+        (
+            {"KEITARO_FORWARD_COOKIES": ["ab_sess"], "KEITARO_PRIVATE_COOKIES": ["AB_SESS"]},
+            "error: KEITARO_FORWARD_COOKIES names ab_sess, which KEITARO_PRIVATE_COOKIES keeps"
+            " back: it is never forwarded",
+        ),
+        (
+            {"KEITARO_UNIQUENESS_COOKIE": "_ksess"},
+            "error: KEITARO_UNIQUENESS_COOKIE _ksess is a private name: the tracker's uniqueness"
+            " cookie would never be forwarded, and every visit would look new",
+        ),
+        (
+            {"KEITARO_UNIQUENESS_COOKIE": "uc", "KEITARO_PRIVATE_COOKIES": ["uc"]},
+            "error: KEITARO_UNIQUENESS_COOKIE uc is a private name: the tracker's uniqueness"
+            " cookie would never be forwarded, and every visit would look new",
+        ),
+        (
+            {"KEITARO_UNIQUENESS_COOKIE": "_kst"},
+            "error: KEITARO_UNIQUENESS_COOKIE is the state cookie _kst",
+        ),
+        (
+            {"KEITARO_FORWARD_COOKIES": ["theme"]},
+            "warning: KEITARO_FORWARD_COOKIES names theme, which the private-data rule forwards"
+            " anyway",
+        ),
+        ({"KEITARO_ENABLED": False}, "warning: KEITARO_ENABLED is False: no visitor is clicked"),
+        (
+            {"SECRET_KEY": None},
+            "warning: SECRET_KEY is not set: the click state cookie is off, so returning"
+            " visitors are clicked again",
+        ),
+    ],
+)
+def test_config_findings(make_app: AppFactory, config: dict[str, Any], finding: str) -> None:
+    result = _check(make_app(**config))
+    lines = result.output.splitlines()
+    assert finding in lines, result.output
+    assert result.exit_code == (1 if finding.startswith("error:") else 0)
+    assert sum(line.startswith(("error:", "warning:")) for line in lines) == 1
+
+
+def test_no_campaign_route_is_a_warning(tracker: RecordingTracker) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="s", KEITARO_TRACKER_URL=tracker.url)
+    KeitaroExtension(app)
+    result = _check(app)
+    assert result.exit_code == 0
+    assert "warning: no view is decorated with @keitaro_campaign: nothing is clicked" in (
+        result.output.splitlines()
+    )
+    KeitaroExtension.close(app)
+
+
+def test_a_new_check_is_one_more_entry_in_the_list(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def landing_ids(site: Site) -> Iterable[Finding]:
+        for campaign in site.routes:
+            if campaign.route.landing_id is None:
+                yield Finding.error(f"route {campaign.name} names no landing")
+
+    monkeypatch.setattr(checks, "CHECKS", [*checks.CHECKS, landing_ids])
+    result = _check(make_app())
+    assert result.exit_code == 1
+    assert "error: route landing (/) names no landing" in result.output.splitlines()
+
+
+def test_check_without_a_token_as_a_subprocess(tmp_path: Path, tracker: RecordingTracker) -> None:
+    (tmp_path / "site_app.py").write_text(
+        "from flask import Flask\n"
+        "from flask_keitaro import KeitaroExtension, keitaro_campaign, token_from_config\n"
+        "app = Flask(__name__)\n"
+        "app.config.from_prefixed_env()\n"
+        "KeitaroExtension(app)\n"
+        "@app.route('/')\n"
+        "@keitaro_campaign(token_from_config('SITE_LANDING_TOKEN'))\n"
+        "def landing():\n"
+        "    return 'landing'\n"
+    )
+    env = {**os.environ, "FLASK_APP": "site_app", "FLASK_KEITARO_TRACKER_URL": tracker.url}
+    env["FLASK_SECRET_KEY"] = "s"
+    command = [sys.executable, "-m", "flask", "keitaro", "check"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "config key SITE_LANDING_TOKEN is not set" in done.stdout
+    env["FLASK_SITE_LANDING_TOKEN"] = TOKEN
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Checks:   no problems" in done.stdout and TOKEN not in done.stdout
+    assert tracker.calls == []

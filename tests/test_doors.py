@@ -47,6 +47,11 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "headers": {"User-Agent": "Ünïcode"},
     },
     "long header": {"headers": {"User-Agent": UA, "X-Padding": "p" * 8000}},
+    "options": {"method": "OPTIONS", "headers": {"User-Agent": UA}},
+    "ipv4-mapped peer": {
+        "headers": {"User-Agent": UA},
+        "environ_base": {"REMOTE_ADDR": "::ffff:203.0.113.9"},
+    },
 }
 
 ANSWERS: dict[str, Any] = {
@@ -80,7 +85,7 @@ def _flask(url: str) -> Flask:
     app.config.update(SECRET_KEY=SECRET, KEITARO_TRACKER_URL=url)
     KeitaroExtension(app)
 
-    @app.route("/lp", methods=["GET", "POST", "HEAD"])
+    @app.route("/lp", methods=["GET", "POST", "HEAD", "OPTIONS"])
     @keitaro_campaign(TOKEN)
     def landing() -> bytes:
         return OWN_PAGE
@@ -160,3 +165,17 @@ def test_both_doors_rotate_the_state_key_alike(tracker: RecordingTracker) -> Non
     assert len(tracker.calls) == 1
     KeitaroExtension.close(app)
     middleware.close()
+
+
+def test_a_cors_preflight_passes_both_doors_alike(tracker: RecordingTracker) -> None:
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+    )
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    flask_seen, wsgi_seen = (
+        _visit(Client(door), {"method": "OPTIONS", "headers": preflight})
+        for door in (_flask(tracker.url), middleware)
+    )
+    assert _comparable(flask_seen) == _comparable(wsgi_seen)
+    assert flask_seen.get_data() == OWN_PAGE and "Cache-Control" not in flask_seen.headers
+    assert tracker.calls == []

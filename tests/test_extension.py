@@ -58,8 +58,9 @@ def test_bad_route_options_are_refused_at_decoration() -> None:
         keitaro_campaign(TOKEN, keyword=42)  # type: ignore[arg-type]
 
 
-def test_options_requests_pass_through(make_app: AppFactory, tracker: RecordingTracker) -> None:
-    response = make_app().test_client().options("/")
+def test_a_cors_preflight_passes_through(make_app: AppFactory, tracker: RecordingTracker) -> None:
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    response = make_app().test_client().options("/", headers=preflight)
     assert response.status_code == 200
     assert tracker.calls == []
 

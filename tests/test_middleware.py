@@ -148,7 +148,8 @@ def test_exact_paths_beat_prefixes_and_longer_prefixes_win() -> None:
     assert middleware.route_for("/lp/y").token == "T-prefix-0001"  # type: ignore[union-attr]
     assert middleware.route_for("/lp/special/1").token == "T-longer-0002"  # type: ignore[union-attr]
     assert middleware.route_for("/other") is None
-    assert middleware.route_for("/lp") is None
+    assert middleware.route_for("/lpx") is None
+    assert middleware.route_for("/lp").token == "T-prefix-0001"  # type: ignore[union-attr]
     middleware.close()
 
 

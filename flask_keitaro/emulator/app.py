@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .config import ConfigSource, EmulatorConfig, EmulatorConfigError, load_config
 from .conversions import InvalidPostback
 from .engine import ClickEngine
+from .guard import host_names, is_cross_site, is_known_host
 from .store import ClickStore
 
 log = logging.getLogger("flask_keitaro.emulator")
@@ -31,6 +32,10 @@ PAGE_ROWS = 100
 #: Largest request body read (a Click API call with every header is a few kilobytes).
 MAX_REQUEST_BYTES = 1024 * 1024
 
+#: The endpoints that change the emulator's state and that no other origin's page may call.
+#: The offer link changes it too, but is a link on another site by its nature.
+STATE_CHANGING = frozenset({"click_api", "postback", "reset"})
+
 
 class StrictJSONProvider(DefaultJSONProvider):
     """JSON that is always valid: ``NaN`` or an infinity is an error, never written."""
@@ -43,8 +48,12 @@ class StrictJSONProvider(DefaultJSONProvider):
 class EmulatorState:
     """What one emulator app holds: its config, click log and engine."""
 
-    def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, config: EmulatorConfig, clock: Callable[[], float], listen_host: str | None = None
+    ) -> None:
         self.config = config
+        #: The host names answered besides loopback's (see :mod:`~flask_keitaro.emulator.guard`).
+        self.host_names = host_names(config.hosts, listen_host)
         try:
             self.store = ClickStore(config.click_log)
         except (sqlite3.Error, ValueError) as exc:
@@ -70,24 +79,50 @@ def get_state(app: Flask) -> EmulatorState:
     return state
 
 
-def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) -> Flask:
+def create_app(
+    config: ConfigSource,
+    *,
+    clock: Callable[[], float] = time.time,
+    listen_host: str | None = None,
+) -> Flask:
     """Build the emulator app from a config path, TOML string, dict or :class:`EmulatorConfig`.
 
     ``clock`` returns the current Unix time; tests pass their own to move time
-    (uniqueness windows, per-hour and per-day limits). Close the click log with
-    ``get_state(app).close()`` when done with the app.
+    (uniqueness windows, per-hour and per-day limits). ``listen_host`` is the address the
+    server listens on: a ``Host`` naming it is answered, as loopback names and the config's
+    ``hosts`` are; any other gets 400. Close the click log with ``get_state(app).close()``
+    when done with the app.
     """
     emulator_config = load_config(config)
     app = Flask(__name__)
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    state = EmulatorState(emulator_config, clock)
+    state = EmulatorState(emulator_config, clock, listen_host)
     app.extensions[EXTENSION_KEY] = state
     app.jinja_env.filters["datetime"] = _format_time
 
     def params() -> dict[str, str]:
         # GET query and POST form alike; the first value of a repeated field wins.
         return {key: value for key, value in request.values.items()}
+
+    @app.before_request
+    def refuse_other_sites() -> tuple[Response, int] | None:
+        """400 for a host name not the emulator's, 403 for another origin changing its state."""
+        if not is_known_host(request.host, state.host_names):
+            log.warning(
+                "Refused a request for an unknown Host (DNS rebinding?): %.80r", request.host
+            )
+            return jsonify(
+                error="Unknown Host: the emulator answers to loopback names, the address it"
+                " listens on and the config's hosts"
+            ), 400
+        if request.endpoint in STATE_CHANGING and is_cross_site(request):
+            log.warning("Refused a cross-site %s to %s", request.method, request.endpoint)
+            return jsonify(
+                error="Cross-site request refused: another origin's page may not change the"
+                " emulator's state"
+            ), 403
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -7,6 +7,7 @@ No message built here ever contains a campaign token.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .actions import parse_action
-from .checks import MAX_COOKIES_TTL, Where
+from .checks import MAX_COOKIES_TTL, Where, shown
 from .filters import parse_filter
 from .model import (
     STREAM_TYPES,
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = frozenset(
-    {"secret", "postback_key", "click_log", "seed", "bot_ips", "countries", "campaigns"}
+    {"secret", "postback_key", "click_log", "seed", "bot_ips", "countries", "hosts", "campaigns"}
 )
 _CAMPAIGN_KEYS = frozenset(
     {"id", "token", "name", "click_api", "cookies_ttl", "cookies", "streams"}
@@ -47,6 +48,11 @@ _TARGET_KEYS = frozenset({"id", "name", "url", "weight"})
 
 #: Largest config file read: a campaigns file is a few kilobytes.
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+#: A host name (not an address): labels of letters, digits and hyphens.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 
 #: A postback key: what fits a URL path segment as it is.
 _POSTBACK_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -162,6 +168,10 @@ def _validate(data: Mapping[str, Any], base_dir: Path | None) -> EmulatorConfig:
         network = top.network(cidr, f"countries.{cidr}")
         countries.append((network, top.country_code(code, f"countries.{cidr}")))
     countries.sort(key=lambda item: item[0].prefixlen, reverse=True)
+    hosts = tuple(
+        _host(top, name, f"hosts[{i}]")
+        for i, name in enumerate(top.items(data.get("hosts", []), "hosts"))
+    )
 
     campaigns: list[CampaignConfig] = []
     seen_campaigns: set[int] = set()
@@ -185,8 +195,20 @@ def _validate(data: Mapping[str, Any], base_dir: Path | None) -> EmulatorConfig:
         seed=seed,
         bot_ips=bot_ips,
         countries=tuple(countries),
+        hosts=hosts,
         campaigns=tuple(campaigns),
     )
+
+
+def _host(top: Where, value: object, key: str) -> str:
+    """A host name or IP address the emulator answers to, lower case."""
+    name = top.string(value, key).strip().lower()
+    if _HOST_NAME.fullmatch(name):
+        return name
+    try:
+        return str(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        raise top.error(key, f"not a host name or an IP address: {shown(value)}") from None
 
 
 def _campaign(raw: object, index: int, seen_streams: dict[int, int]) -> CampaignConfig:

@@ -133,6 +133,8 @@ class EmulatorConfig:
     bot_ips: tuple[IPNetwork, ...] = ()
     #: (network, country code), most specific network first.
     countries: tuple[tuple[IPNetwork, str], ...] = ()
+    #: Host names answered besides loopback's and the address listened on, lower case.
+    hosts: tuple[str, ...] = ()
     campaigns: tuple[CampaignConfig, ...] = ()
 
     @property

@@ -96,7 +96,8 @@ def serve(config: str | None, host: str = "127.0.0.1", port: int = 8099) -> int:
     if config is None:
         print(built_in_note(), flush=True)
     try:
-        app = create_app(copy.deepcopy(BUILT_IN_CONFIG) if config is None else config)
+        source = copy.deepcopy(BUILT_IN_CONFIG) if config is None else config
+        app = create_app(source, listen_host=host)
     except EmulatorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -154,7 +154,7 @@ def test_the_views_own_cache_control_is_kept(
     assert "_kuc" in _max_ages(response)  # the click's cookies are still written
 
 
-def test_routes_without_a_click_and_options_are_untouched(
+def test_routes_without_a_click_and_cors_preflights_are_untouched(
     make_app: AppFactory, tracker: RecordingTracker
 ) -> None:
     app = make_app()
@@ -165,7 +165,8 @@ def test_routes_without_a_click_and_options_are_untouched(
 
     client = app.test_client()
     assert "Cache-Control" not in client.get("/plain").headers
-    options = client.options("/")
+    preflight = {"Origin": "https://other.example", "Access-Control-Request-Method": "PUT"}
+    options = client.options("/", headers=preflight)
     assert "Cache-Control" not in options.headers and tracker.calls == []
 
 

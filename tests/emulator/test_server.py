@@ -50,7 +50,7 @@ def read_response(reader: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 def click_request(method: str = "POST", **headers: str) -> bytes:
-    lines = [f"{method} /click_api/v3 HTTP/1.1", "Host: emulator"]
+    lines = [f"{method} /click_api/v3 HTTP/1.1", "Host: localhost"]
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     if method == "POST":
         lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(FORM)}"]
@@ -83,7 +83,7 @@ def test_one_connection_carries_many_calls(emulator: ClickAPIEmulator) -> None:
 def test_pipelined_requests_are_answered_in_order(emulator: ClickAPIEmulator) -> None:
     # A POST the app reads, a POST to a route that reads no body, then a GET: the unread
     # body of the second must not be taken for the third request.
-    unread = b"POST /no/such/route HTTP/1.1\r\nHost: e\r\nContent-Length: 9\r\n\r\nGET / x\r\n"
+    unread = b"POST /no/such/route HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 9\r\n\r\nGET / x\r\n"
     with raw_socket(emulator) as sock:
         sock.sendall(click_request() + unread + click_request("GET"))
         reader = sock.makefile("rb")
@@ -111,7 +111,7 @@ def test_a_chunked_body_is_read(emulator: ClickAPIEmulator) -> None:
     body = FORM.encode()
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     head = (
-        b"POST /click_api/v3 HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\n"
+        b"POST /click_api/v3 HTTP/1.1\r\nHost: [::1]\r\nTransfer-Encoding: chunked\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
     )
     with raw_socket(emulator) as sock:
@@ -135,7 +135,7 @@ def test_a_body_that_cannot_be_read_is_refused_and_the_connection_closed(
     emulator: ClickAPIEmulator, head: bytes, status: int
 ) -> None:
     with raw_socket(emulator) as sock:
-        sock.sendall(b"POST /click_api/v3 HTTP/1.1\r\nHost: e\r\n" + head + b"\r\nzz\r\n\r\n")
+        sock.sendall(b"POST /click_api/v3 HTTP/1.1\r\nHost: [::1]\r\n" + head + b"\r\nzz\r\n\r\n")
         reader = sock.makefile("rb")
         answer = read_response(reader)
         assert reader.read() == b""
@@ -159,7 +159,7 @@ def test_expect_100_continue_is_answered_before_the_body(emulator: ClickAPIEmula
 
 def test_head_has_the_length_and_no_body(emulator: ClickAPIEmulator) -> None:
     with raw_socket(emulator) as sock:
-        sock.sendall(b"HEAD /emulator/ HTTP/1.1\r\nHost: e\r\n\r\n" + click_request("GET"))
+        sock.sendall(b"HEAD /emulator/ HTTP/1.1\r\nHost: [::1]\r\n\r\n" + click_request("GET"))
         reader = sock.makefile("rb")
         status_line = reader.readline()
         headers = {}
