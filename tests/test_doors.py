@@ -135,7 +135,8 @@ def _both_doors(
             tracker.answer({"error": "down"}, status=500)
         else:
             tracker.answer(ANSWERS[answer])
-        responses.append(_visit(Client(door), REQUESTS[visit]))
+        # No cookie jar: a client with one drops the Cookie header a visit passes itself.
+        responses.append(_visit(Client(door, use_cookies=False), REQUESTS[visit]))
     flask_call, wsgi_call = tracker.calls
     assert flask_call.form.items(multi=True) and list(flask_call.form.items(multi=True)) == list(
         wsgi_call.form.items(multi=True)
@@ -145,6 +146,13 @@ def _both_doors(
     KeitaroExtension.close(app)
     middleware.close()
     return responses
+
+
+def test_a_returning_visit_reaches_both_doors_with_its_cookies(tracker: RecordingTracker) -> None:
+    _both_doors(tracker, "returning", "own page")
+    for call in tracker.calls:
+        assert call.form["uniqueness_cookie"] == "STORED"
+        assert "theme=dark" in call.headers["Cookie"]
 
 
 @pytest.mark.parametrize("answer", list(ANSWERS))
