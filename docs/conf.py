@@ -92,6 +92,7 @@ SQLALCHEMY_ENGINE = (
     "https://docs.sqlalchemy.org/en/20/core/connections.html#sqlalchemy.engine.Engine"
 )
 WERKZEUG = "https://werkzeug.palletsprojects.com/en/stable/"
+ITSDANGEROUS = "https://itsdangerous.palletsprojects.com/en/stable/"
 external_links: dict[str, str] = {
     "flask.app.Flask": FLASK + "#flask.Flask",
     "flask.Flask": FLASK + "#flask.Flask",
@@ -111,6 +112,9 @@ external_links: dict[str, str] = {
     "sqlalchemy.engine.base.Engine": SQLALCHEMY_ENGINE,
     "sqlalchemy.engine.Engine": SQLALCHEMY_ENGINE,
     "Engine": SQLALCHEMY_ENGINE,
+    "itsdangerous.URLSafeSerializer": ITSDANGEROUS
+    + "url_safe/#itsdangerous.url_safe.URLSafeSerializer",
+    "itsdangerous.Signer": ITSDANGEROUS + "signer/#itsdangerous.signer.Signer",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
 python_modules = (

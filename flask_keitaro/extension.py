@@ -441,14 +441,17 @@ def _note_no_threads() -> Callable[[], None]:
 
 
 def _secret_keys(app: Flask) -> SecretKeys:
-    """``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``: the keys the state cookie is checked with."""
+    """The state cookie's keys as Flask lists them: ``SECRET_KEY_FALLBACKS``, then ``SECRET_KEY``.
+
+    itsdangerous's order, oldest first: the last key signs, any of them verifies.
+    """
     secret_key = app.secret_key
     if not secret_key:
         return ()
     fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
     if not fallbacks:
         return (secret_key,)
-    return (secret_key, *(key for key in fallbacks if key))
+    return (*(key for key in fallbacks if key), secret_key)
 
 
 #: What ``current_click`` is where no click was made: falsy, every field ``None``.
