@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINT_PATHS := flask_keitaro tests testsupport example_site docs $(wildcard bench)
 
-.PHONY: demo test test-shuffled browser docs-tools bench-tools tls-tools docs lint typecheck pytest bench \
+.PHONY: demo test test-shuffled browser docs-tools bench-tools tls-tools postgres docs lint typecheck pytest bench \
 	bench-record bench-smoke screenshots reliability clean
 
 $(BIN)/python:
@@ -48,13 +48,18 @@ docs: $(VENV)/.installed docs-tools
 tls-tools:
 	.ci/ensure-openssl
 
+# Debian's PostgreSQL server binaries for the PostgreSQL outbox's tests and benchmark, when
+# missing and installable (the tests start their own server in a temporary folder).
+postgres:
+	.ci/ensure-postgres
+
 # In file order (what CI runs); make test-shuffled runs the same suite in a random order.
-pytest: $(VENV)/.installed browser docs-tools tls-tools
+pytest: $(VENV)/.installed browser docs-tools tls-tools postgres
 	$(BIN)/pytest -p no:randomly
 
 # The suite in a random order (pytest-randomly prints its seed; pytest -p randomly
 # --randomly-seed=N repeats an order): a test that passes only after another is a defect.
-test-shuffled: $(VENV)/.installed browser docs-tools tls-tools
+test-shuffled: $(VENV)/.installed browser docs-tools tls-tools postgres
 	$(BIN)/pytest -p randomly
 
 # Debian's nginx-light, wrk and openssl for the benchmarks, when missing and installable.
@@ -62,18 +67,18 @@ bench-tools:
 	.ci/ensure-bench-tools
 
 # Every benchmark in full (about ten minutes): figures, and targets marked PASS or FAIL.
-bench: $(VENV)/.installed bench-tools
+bench: $(VENV)/.installed bench-tools postgres
 	$(BIN)/python -m bench
 
 # Every benchmark in full, its output recorded for the docs' Performance page.
 # Written whole, or not at all when a benchmark crashed (about ten minutes, quiet until done).
-bench-record: $(VENV)/.installed bench-tools
+bench-record: $(VENV)/.installed bench-tools postgres
 	$(BIN)/python -m bench > docs/measurements/bench.txt.new
 	mv docs/measurements/bench.txt.new docs/measurements/bench.txt
 	cat docs/measurements/bench.txt
 
 # Every benchmark with --quick (under a minute), so the scripts never rot; targets not enforced.
-bench-smoke: $(VENV)/.installed bench-tools
+bench-smoke: $(VENV)/.installed bench-tools postgres
 	$(BIN)/pytest -m bench tests/package/test_bench.py
 
 test: lint typecheck docs pytest bench-smoke

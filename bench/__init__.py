@@ -17,5 +17,6 @@ BENCHMARKS = (
     "dead_tracker",
     "emulator",
     "memory",
+    "outbox",
     "profile",
 )

@@ -26,6 +26,18 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 import flask_keitaro  # noqa: E402
 
+# ``Engine`` (the optional PostgreSQL outbox's) is imported by the package for type checking
+# only; given to those modules here, their signatures resolve and link to SQLAlchemy's docs.
+try:
+    from sqlalchemy.engine import Engine
+except ImportError:  # without the postgres extra the names stay unresolved strings
+    pass
+else:
+    from flask_keitaro import config, extension, middleware, postback
+
+    for module in (config, extension, middleware, postback):
+        module.Engine = Engine  # type: ignore[attr-defined]
+
 project = "flask-keitaro"
 author = "The flask-keitaro authors"
 copyright = f"2026, {author}"
@@ -78,7 +90,11 @@ nitpick_ignore = [
 # own docs. A name missing here makes ``sphinx-build -n`` fail, so it gets added.
 FLASK = "https://flask.palletsprojects.com/en/stable/api/"
 REQUESTS = "https://requests.readthedocs.io/en/latest/api/"
+SQLALCHEMY_ENGINE = (
+    "https://docs.sqlalchemy.org/en/20/core/connections.html#sqlalchemy.engine.Engine"
+)
 WERKZEUG = "https://werkzeug.palletsprojects.com/en/stable/"
+ITSDANGEROUS = "https://itsdangerous.palletsprojects.com/en/stable/"
 external_links: dict[str, str] = {
     "flask.app.Flask": FLASK + "#flask.Flask",
     "flask.Flask": FLASK + "#flask.Flask",
@@ -101,6 +117,12 @@ external_links: dict[str, str] = {
     "requests.Response": REQUESTS + "#requests.Response",
     "requests.models.Response": REQUESTS + "#requests.Response",
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
+    "sqlalchemy.engine.base.Engine": SQLALCHEMY_ENGINE,
+    "sqlalchemy.engine.Engine": SQLALCHEMY_ENGINE,
+    "Engine": SQLALCHEMY_ENGINE,
+    "itsdangerous.URLSafeSerializer": ITSDANGEROUS
+    + "url_safe/#itsdangerous.url_safe.URLSafeSerializer",
+    "itsdangerous.Signer": ITSDANGEROUS + "signer/#itsdangerous.signer.Signer",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.
 python_modules = (

@@ -55,10 +55,8 @@ CONSENT_ANSWERS = {"accept": True, "refuse": False}
 
 #: What ``create_app`` starts from; the ``config`` argument overrides any of it.
 DEFAULT_CONFIG: dict[str, Any] = {
+    # Signs the click state cookie: a returning visitor keeps the first click, with no call.
     "SECRET_KEY": "example-site-dev-only",
-    # Every visit to "/" is a click, so the click log shows a returning visitor
-    # as "not unique" instead of restoring the first click from the state cookie.
-    "KEITARO_RESTORE": False,
     "SITE_LANDING_TOKEN": LANDING_TOKEN,
     "SITE_GO_TOKEN": GO_TOKEN,
     "SITE_PROMO_TOKEN": PROMO_TOKEN,
@@ -140,7 +138,6 @@ def banner_answer(request: Request) -> bool | None:
     token_from_config("SITE_HERBS_TOKEN"),
     landings={104: "herbs_windowsill.html", 105: "herbs_kitchen.html"},
     landing_default="herbs_windowsill.html",
-    restore=True,
     consent=banner_answer,
 )
 def herbs() -> ResponseReturnValue:

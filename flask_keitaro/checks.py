@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
@@ -27,6 +27,40 @@ def token_config_key(token: PerRequest) -> str | None:
     """The config key a campaign token is read from (``None``: not ``token_from_config``)."""
     key = getattr(token, TOKEN_CONFIG_KEY, None)
     return key if isinstance(key, str) else None
+
+
+def token_config_problem(value: object) -> str | None:
+    """What is wrong with ``value``, read from a ``token_from_config`` key (``None``: nothing).
+
+    Missing, blank and not a string are all mistakes: a site switches clicks off with
+    ``KEITARO_ENABLED``, never by emptying a token.
+    """
+    if value is None:
+        return "is not set"
+    if not isinstance(value, str):
+        return f"holds a {type(value).__name__}, not a campaign token string"
+    if not value.strip():
+        return "is empty"
+    return None
+
+
+def wrong_order(endpoint: str) -> str:
+    """What is said of a view routed without the campaign it was decorated with."""
+    return (
+        f"(endpoint {endpoint!r}) is routed without its @keitaro_campaign, so no visitor of it"
+        " is clicked: the decorators are in the wrong order. Put @app.route(...) (or"
+        " @blueprint.route(...)) on top and @keitaro_campaign(...) below it"
+    )
+
+
+def secret_key_finding(config: KeitaroConfig, has_key: bool, name: str) -> Finding | None:
+    """The warning when the state cookie has no key (``name``: the setting that gives one)."""
+    if has_key or not (config.restore and config.enabled):
+        return None
+    return Finding.warning(
+        f"{name} is not set: the Keitaro click state cookie is off, so returning visitors are"
+        " clicked again"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +101,8 @@ class Site:
     routes: tuple[CampaignRoute, ...]
     #: The app's session cookie name, which the tracker may never set nor read.
     session_cookie: str = "session"
+    #: Endpoints routed to a view as it was before a campaign wrapped it -> the view's name.
+    misordered: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,26 +140,25 @@ def check_routes(site: Site) -> Iterable[Finding]:
         key = token_config_key(campaign.route.token)
         if key is None:
             continue
-        value = site.app_config.get(key)
-        if value is None or value == "":
+        problem = token_config_problem(site.app_config.get(key))
+        if problem is not None:
             yield Finding.error(
-                f"route {campaign.name}: its campaign token's config key {key} is not set,"
+                f"route {campaign.name}: its campaign token's config key {key} {problem},"
                 " so its visitors are not clicked"
             )
-        elif not isinstance(value, str):
-            yield Finding.error(
-                f"route {campaign.name}: config key {key} holds a {type(value).__name__},"
-                " not a campaign token string"
-            )
+
+
+def check_view_order(site: Site) -> Iterable[Finding]:
+    """No view is routed as it was before a campaign wrapped it (decorators in the wrong order)."""
+    for endpoint, view in site.misordered.items():
+        yield Finding.error(f"view {view} {wrong_order(endpoint)}")
 
 
 def check_state(site: Site) -> Iterable[Finding]:
     """No ``SECRET_KEY``: no click state, so returning visitors are clicked again."""
-    if site.config.restore and site.config.enabled and not site.app_config.get("SECRET_KEY"):
-        yield Finding.warning(
-            "SECRET_KEY is not set: the click state cookie is off, so returning visitors are"
-            " clicked again"
-        )
+    finding = secret_key_finding(site.config, bool(site.app_config.get("SECRET_KEY")), "SECRET_KEY")
+    if finding is not None:
+        yield finding
 
 
 def check_prefetch(site: Site) -> Iterable[Finding]:
@@ -311,6 +346,7 @@ def check_landings(site: Site) -> Iterable[Finding]:
 CHECKS: list[Check] = [
     check_enabled,
     check_routes,
+    check_view_order,
     check_state,
     check_prefetch,
     check_private_cookies,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,8 +23,9 @@ from flask.cli import with_appcontext
 
 from ._version import __version__
 from .checks import Site, run_checks
-from .errors import TrackerError, token_hint
+from .errors import KeitaroError, TrackerError, token_hint
 from .fields import ClickOptions
+from .outbox import PostbackRecord, SetAside
 from .postback import PostbackClient
 from .replay import DEFAULT_CONTENT_TYPE, Answer, bounded
 from .visitor import Visitor
@@ -65,6 +67,7 @@ def report_checks(state: KeitaroState) -> bool:
         app.config,
         routes,
         session_cookie=app.config.get("SESSION_COOKIE_NAME") or "session",
+        misordered=state.misordered_views(app),
     )
     for i, campaign in enumerate(routes):
         click.echo(
@@ -190,27 +193,53 @@ def _ago(when: float | None, now: float) -> str:
     return f"in {seconds} s" if seconds > 0 else "now"
 
 
+@contextmanager
+def _outbox_problems() -> Iterator[None]:
+    """An outbox that cannot be read (corrupt, locked, a full disk): one line, exit 1."""
+    try:
+        yield
+    except KeitaroError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {shown(exc)}") from None
+
+
 @postbacks_cli.command("list")
 @with_appcontext
 def list_command() -> None:
-    """Show the conversions waiting in the outbox, with attempts and the last error."""
+    """Show the conversions waiting in the outbox, with attempts and the last error.
+
+    Exits 1 when some rows cannot be read (they are set aside: see drop).
+    """
     client = _postbacks()
-    pending = client.pending()
+    assert client.outbox is not None
+    with _outbox_problems():
+        listing = client.outbox.listing()
     click.echo(f"Postback URL: {client.masked_url}")
-    click.echo(f"Outbox:       {client.outbox.path if client.outbox else '-'}")
-    if not pending:
+    click.echo(f"Outbox:       {shown(client.outbox.name)}")
+    if not listing:
         click.echo("Nothing is waiting: every conversion was delivered.")
         return
-    click.echo(f"{len(pending)} waiting:")
+    pending = [item for item in listing if isinstance(item, PostbackRecord)]
+    unreadable = [item for item in listing if isinstance(item, SetAside)]
+    click.echo(f"{len(pending)} waiting:" if pending else "Nothing else is waiting.")
     now = time.time()
     for record in pending:
         held = record.claimed_until is not None and record.claimed_until > now
         click.echo(
-            f"  #{record.id}  {record.conversion.describe()}  attempts {record.attempts}"
+            f"  #{record.id}  {shown(record.conversion.describe())}  attempts {record.attempts}"
             f"  next {'(being sent)' if held else _ago(record.next_attempt, now)}"
         )
         if record.last_error:
-            click.echo(f"        last error: {record.last_error}")
+            click.echo(f"        last error: {shown(record.last_error)}")
+    for row in unreadable:
+        click.echo(f"  #{row.id}  cannot be read, set aside: {shown(row.error)}")
+        click.echo(f"        stored: {shown(row.stored)}")
+    if unreadable:
+        click.echo(
+            f"{len(unreadable)} set aside: never sent; remove each with"
+            " 'flask keitaro postbacks drop ID'.",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
 
 
 @postbacks_cli.command("flush")
@@ -218,10 +247,17 @@ def list_command() -> None:
 def flush_command() -> None:
     """Try every waiting conversion now (exits 1 if some are still not delivered)."""
     client = _postbacks()
-    result = client.flush()
-    left = len(client.pending())
-    click.echo(f"Delivered {result.delivered}, failed {result.failed}, {left} waiting.")
-    if result.failed:
+    assert client.outbox is not None
+    with _outbox_problems():
+        result = client.flush()
+        listing = client.outbox.listing()
+    unreadable = sum(1 for item in listing if isinstance(item, SetAside))
+    left = len(listing) - unreadable
+    line = f"Delivered {result.delivered}, failed {result.failed}, {left} waiting."
+    if unreadable:
+        line += f" {unreadable} set aside: they cannot be read (flask keitaro postbacks list)."
+    click.echo(line)
+    if result.failed or unreadable:
         raise click.exceptions.Exit(1)
 
 
@@ -229,7 +265,10 @@ def flush_command() -> None:
 @click.argument("row_id", metavar="ID", type=int)
 @with_appcontext
 def drop_command(row_id: int) -> None:
-    """Remove conversion ID from the outbox without sending it."""
-    if not _postbacks().drop(row_id):
+    """Remove conversion ID from the outbox without sending it (set aside or not)."""
+    client = _postbacks()
+    with _outbox_problems():
+        dropped = client.drop(row_id)
+    if not dropped:
         raise click.ClickException(f"No conversion #{row_id} is waiting in the outbox.")
     click.echo(f"Dropped conversion #{row_id}.")

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request
 
 from .characters import URL_CONTROL, is_token
-from .errors import ConfigurationError, postback_url_hint
+from .errors import ConfigurationError, hide_user_info, postback_url_hint
 
 #: One network of ``KEITARO_TRUSTED_PROXIES``, IPv4 or IPv6.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
@@ -101,29 +105,86 @@ def validate_postback_url(key: str, value: object) -> str | None:
     return value
 
 
-def validate_outbox(key: str, value: object) -> str | None:
-    """Return the outbox path as a string (``None``: no outbox), or raise ``ConfigurationError``.
+def outbox_kind(key: str, value: object) -> tuple[Literal["sqlite", "postgresql"], str | Engine]:
+    """What an outbox setting names: ``("sqlite", path)`` or ``("postgresql", URL or engine)``.
 
-    A relative path is relative to the app's ``instance_path`` (see :func:`outbox_path`).
+    A path, or ``sqlite:///path`` (the same path), is a SQLite file; a ``postgresql://``
+    URL (``postgres://`` and ``postgresql+driver://`` too) or a SQLAlchemy ``Engine`` on
+    PostgreSQL is a PostgreSQL table. Anything else raises ``ConfigurationError``, with a
+    URL's password hidden.
+    """
+    engines = sys.modules.get("sqlalchemy.engine")
+    if engines is not None and isinstance(value, engines.Engine):
+        if value.dialect.name != "postgresql":
+            raise ConfigurationError(
+                key,
+                value,
+                f"is a {value.dialect.name} engine: an outbox engine must be PostgreSQL's"
+                " (for SQLite give the file's path)",
+            )
+        return "postgresql", value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    shape = "must be None, a file path, sqlite:///path, a postgresql:// URL or an Engine"
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        shown = value if isinstance(value, str) else type(value).__name__
+        raise ConfigurationError(key, shown, shape)
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return "sqlite", value
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if not rest.startswith("/") or not rest[1:].strip():
+            raise ConfigurationError(key, value, "must be sqlite:///path (three slashes)")
+        return "sqlite", rest[1:]
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        if not rest.strip() or any(c.isspace() for c in value):
+            raise ConfigurationError(
+                key, value, "must be a postgresql:// URL with a host and a database"
+            )
+        return "postgresql", value
+    raise ConfigurationError(key, value, shape)
+
+
+def validate_outbox(key: str, value: object) -> str | Engine | None:
+    """Return the outbox setting (``None``: no outbox), or raise ``ConfigurationError``.
+
+    A relative path is relative to the app's ``instance_path`` (see :func:`outbox_target`).
     """
     if value is None:
         return None
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise ConfigurationError(key, value, "must be None or the path of a SQLite file")
-    return value
+    _, where = outbox_kind(key, value)
+    return value if isinstance(value, str) else where  # a path object as its string
 
 
-def outbox_path(value: str | None, base_dir: str) -> str | None:
-    """Where the outbox file is: ``value`` when absolute, else under ``base_dir``.
+def outbox_target(value: str | Engine | None, base_dir: str) -> str | Engine | None:
+    """The outbox a setting names: a SQLite path made absolute (under ``base_dir`` when
+    relative), a database URL or an engine as given.
 
     ``base_dir`` is the Flask app's ``instance_path`` (the WSGI middleware's: the current
     directory when it is made). ``None`` stays ``None``: postbacks are sent directly.
     """
     if value is None:
         return None
-    return os.path.join(base_dir, os.path.expanduser(value))
+    kind, where = outbox_kind("KEITARO_POSTBACK_OUTBOX", value)
+    if kind == "sqlite" and isinstance(where, str):
+        return os.path.join(base_dir, os.path.expanduser(where))
+    return value
+
+
+def outbox_option(engine: Engine | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``outbox_engine=`` given as what it is, the ``postback_outbox``."""
+    if engine is None:
+        return options
+    if options.get("postback_outbox") is not None:
+        raise ConfigurationError(
+            "outbox_engine", engine, "give outbox_engine or postback_outbox, not both"
+        )
+    return {**options, "postback_outbox": engine}
+
+
+def _shown_outbox(value: object) -> str:
+    return repr(hide_user_info(value)) if isinstance(value, str) else repr(value)
 
 
 def validate_timeout(key: str, value: object) -> tuple[float, float]:
@@ -405,7 +466,9 @@ class KeitaroConfig:
     breaker_failures: int = _key(5, _count(0))
     breaker_cooldown: float = _key(30, _seconds)
     postback_url: str | None = _key(None, validate_postback_url, show=_masked_url)
-    postback_outbox: str | None = _key("keitaro-postbacks.sqlite3", validate_outbox)
+    postback_outbox: str | Engine | None = _key(
+        "keitaro-postbacks.sqlite3", validate_outbox, show=_shown_outbox
+    )
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> KeitaroConfig:

@@ -136,3 +136,12 @@ class PostbackError(KeitaroError):
     def __init__(self, message: str, *, conversion: object = None) -> None:
         self.conversion = conversion
         super().__init__(message)
+
+
+class OutboxError(KeitaroError):
+    """The postback outbox could not be opened, read or written.
+
+    A file or database error, a disk that is full, a lock held too long, or an outbox that
+    holds as many conversions as it may. The message names the outbox with any password
+    hidden, never a postback key.
+    """

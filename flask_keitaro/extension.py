@@ -6,15 +6,17 @@ logic of its own.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
-from flask import Flask, after_this_request, current_app, g, render_template, request
+from flask import Blueprint, Flask, after_this_request, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
 from jinja2 import TemplateNotFound
 from werkzeug.exceptions import ServiceUnavailable
@@ -22,10 +24,16 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .checks import TOKEN_CONFIG_KEY, CampaignRoute
+from .checks import (
+    TOKEN_CONFIG_KEY,
+    CampaignRoute,
+    secret_key_finding,
+    token_config_problem,
+    wrong_order,
+)
 from .click import Click
 from .client import ClickAPIClient
-from .config import DEFAULTS, OPTIONS, KeitaroConfig
+from .config import DEFAULTS, OPTIONS, KeitaroConfig, outbox_option
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import Pipeline, Route
@@ -33,6 +41,9 @@ from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
 from .state import SecretKeys
 from .transport import HTTPSession, check_session
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -45,6 +56,9 @@ _G_CLICK = "_keitaro_click"
 #: The attribute of a decorated view holding its campaign route: the outermost decorator's,
 #: the one that clicks. ``functools.wraps`` carries it up through decorators stacked above.
 _ROUTE = "keitaro_route"
+#: The views ``keitaro_campaign`` wrapped: one of them routed as it is means the decorators
+#: are in the wrong order. Weak, so that a view's lifetime stays the site's business.
+_WRAPPED: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 class ViewDecorator(Protocol):
@@ -98,6 +112,27 @@ class KeitaroState:
         return report(self.postbacks, self.config.enabled, sub_id, status, of_click=True, **options)
 
     @staticmethod
+    def misordered_views(app: Flask) -> dict[str, str]:
+        """The endpoints of ``app`` routed to a view as it was before a campaign wrapped it.
+
+        That is ``@keitaro_campaign`` above ``@app.route``: the route registered the view
+        before the campaign wrapped it, and no visitor of it is clicked. Endpoint -> the view's
+        name. The same function also routed in its wrapper (a page shown with and without a
+        click) is no mistake.
+        """
+        inside: set[int] = set()  # every view some routed view wraps
+        for routed in app.view_functions.values():
+            inner = getattr(routed, "__wrapped__", None)
+            while inner is not None and id(inner) not in inside:
+                inside.add(id(inner))
+                inner = getattr(inner, "__wrapped__", None)
+        found = {}
+        for endpoint, view in app.view_functions.items():
+            if id(view) not in inside and _was_wrapped(view):
+                found[endpoint] = getattr(view, "__name__", endpoint)
+        return found
+
+    @staticmethod
     def campaign_routes(app: Flask) -> tuple[CampaignRoute, ...]:
         """Every view of ``app`` decorated with :func:`keitaro_campaign`, with its route.
 
@@ -133,10 +168,21 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
     passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
     stacked decorators click once.
+
+    It decorates a view function, below ``@app.route`` (or ``@blueprint.route``): the route
+    must register the decorated view. In the other order each request to the view raises
+    :exc:`~flask_keitaro.ConfigurationError` naming it and the right order. A Blueprint, a
+    class or an app raises ``TypeError``: decorate the blueprint's views, list the decorator
+    in a class-based view's ``decorators`` (or decorate what ``as_view`` returns), or wrap a
+    whole WSGI app in :class:`~flask_keitaro.KeitaroMiddleware`.
     """
     route = Route(*args, **kwargs)
 
     def decorator(view: F) -> F:
+        wrong = _not_a_view(view)
+        if wrong is not None:
+            raise TypeError(wrong)
+
         @functools.wraps(view)
         def wrapper(*view_args: Any, **view_kwargs: Any) -> ResponseReturnValue:
             # The objects themselves, not their context proxies: each is read several times.
@@ -162,9 +208,64 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
             return outcome.finish(app.make_response(run_view(*view_args, **view_kwargs)))
 
         setattr(wrapper, _ROUTE, route)
+        # A callable that cannot be weakly referenced is not remembered, and not checked.
+        with contextlib.suppress(TypeError):
+            _WRAPPED.add(view)
         return cast(F, wrapper)
 
     return decorator
+
+
+def _was_wrapped(view: object) -> bool:
+    """Whether :func:`keitaro_campaign` wrapped ``view``."""
+    try:
+        return view in _WRAPPED
+    except TypeError:  # not hashable: never remembered
+        return False
+
+
+def _not_a_view(view: object) -> str | None:
+    """Why ``view`` cannot take :func:`keitaro_campaign` (``None``: it can)."""
+    start = "keitaro_campaign decorates a view function, not"
+    if isinstance(view, Blueprint):
+        return (
+            f"{start} a Blueprint: decorate the blueprint's views (@blueprint.route(...) on top,"
+            " @keitaro_campaign(...) below it), or wrap the whole WSGI app in KeitaroMiddleware"
+        )
+    if inspect.isclass(view):
+        return (
+            f"{start} a class ({view.__name__}): for a class-based view, list it in the class's"
+            f" decorators = [keitaro_campaign(...)], or decorate what {view.__name__}.as_view(name)"
+            " returns"
+        )
+    if isinstance(view, Flask):
+        return (
+            f"{start} a Flask app: decorate its views, or wrap a whole WSGI app in"
+            " KeitaroMiddleware"
+        )
+    if not callable(view):
+        return f"{start} a {type(view).__name__}"
+    return None
+
+
+def _check_view_order(app: Flask) -> Callable[[], None]:
+    """A ``before_request`` hook: a request to a view routed without its campaign raises.
+
+    The views are looked at once, on the app's first request (Flask takes no route after it),
+    so every later request costs one test of an empty dict. The error names the view and the
+    right order, on each of its requests until the site is fixed: no visitor of it is clicked.
+    """
+    misordered: dict[str, str] | None = None
+
+    def check() -> None:
+        nonlocal misordered
+        if misordered is None:
+            misordered = KeitaroState.misordered_views(app)
+        if misordered and request.endpoint in misordered:
+            endpoint = request.endpoint
+            raise ConfigurationError("view", misordered[endpoint], wrong_order(endpoint))
+
+    return check
 
 
 def render_landing(**context: Any) -> ResponseReturnValue:
@@ -174,13 +275,13 @@ def render_landing(**context: Any) -> ResponseReturnValue:
     called as ``landing(current_click, **context)`` and its response returned. Call it in a
     view decorated with :func:`keitaro_campaign` given ``landings`` and ``landing_default``.
 
-    :raises RuntimeError: the route has no ``landings``.
+    :raises RuntimeError: the view is not decorated, or its route has no ``landings``.
     """
     click = _get_click()
     landing = click.landing
     if landing is None:
         raise RuntimeError(
-            "render_landing() needs a route with landings: give keitaro_campaign"
+            "render_landing() needs a view decorated with keitaro_campaign given"
             " landings={id: template, ...} and landing_default=..."
         )
     if isinstance(landing, str):
@@ -192,17 +293,21 @@ def token_from_config(key: str) -> Callable[[Request], str | None]:
     """A campaign token read from the app's config ``key`` at request time.
 
     ``@keitaro_campaign(token_from_config("SITE_LANDING_TOKEN"))`` lets views be defined at
-    import time while tokens come from the environment; a missing or empty value means no
-    click for the request (the view runs with an empty click). ``flask keitaro check`` names
-    every route whose key is missing.
+    import time while tokens come from the environment. A key that is missing, empty or not
+    a string is a mistake, never a way to switch clicks off (``KEITARO_ENABLED = False`` is):
+    the route's first request logs an ERROR naming the key and the route, and each request
+    follows :data:`KEITARO_FAIL_MODE` (``"open"``: the view runs with an empty click;
+    ``"closed"``: 503). ``flask keitaro check`` names every route whose key is not set.
     """
 
     def token(request: Request) -> str | None:
         value = current_app.config.get(key)
-        if value is not None and not isinstance(value, str):
-            logger.warning("Config key %s does not hold a campaign token string: no click", key)
-            return None
-        return value or None
+        problem = token_config_problem(value)
+        if problem is not None:
+            # Only a type is shown of a value that is not a string: it may be a secret.
+            shown = value if value is None or isinstance(value, str) else type(value).__name__
+            raise ConfigurationError(key, shown, f"the campaign token's config key {problem}")
+        return cast(str, value)
 
     token.__qualname__ = f"token_from_config({key!r})"
     setattr(token, TOKEN_CONFIG_KEY, key)  # what ``flask keitaro check`` looks up
@@ -214,7 +319,10 @@ class KeitaroExtension:
 
     ``options`` are config keys in lower case without the ``KEITARO_`` prefix
     (``tracker_url=...``, ``fail_mode="closed"``); ``init_app`` writes them into the app's
-    config, where they beat what was there.
+    config, where they beat what was there. ``outbox_engine`` is a SQLAlchemy engine on
+    PostgreSQL the app already has (Flask-SQLAlchemy's ``db.engine``): the postback outbox is
+    then a table in its database (it is ``postback_outbox``, so it shows in
+    ``KEITARO_POSTBACK_OUTBOX``).
 
     ``session`` is a :class:`requests.Session`, or a zero-argument callable making one (each
     forked worker then makes its own; a Session given as it is has its adapters closed in a
@@ -233,8 +341,14 @@ class KeitaroExtension:
     campaign = staticmethod(keitaro_campaign)
 
     def __init__(
-        self, app: Flask | None = None, *, session: HTTPSession | None = None, **options: Any
+        self,
+        app: Flask | None = None,
+        *,
+        session: HTTPSession | None = None,
+        outbox_engine: Engine | None = None,
+        **options: Any,
     ) -> None:
+        options = outbox_option(outbox_engine, options)
         for name, value in options.items():
             if name not in OPTIONS:
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
@@ -272,11 +386,10 @@ class KeitaroExtension:
         if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:
             app.before_request(_note_no_threads())
         app.context_processor(_template_globals)
-        if not app.secret_key and config.restore and config.enabled:
-            logger.warning(
-                "SECRET_KEY is not set: the Keitaro click state cookie is off,"
-                " so returning visitors are clicked again."
-            )
+        app.before_request(_check_view_order(app))
+        no_secret = secret_key_finding(config, bool(app.secret_key), "SECRET_KEY")
+        if no_secret is not None:
+            logger.warning(no_secret.text)
 
     @property
     def breaker_state(self) -> BreakerState:
@@ -349,29 +462,36 @@ def _note_no_threads() -> Callable[[], None]:
 
 
 def _secret_keys(app: Flask) -> SecretKeys:
-    """``SECRET_KEY`` then ``SECRET_KEY_FALLBACKS``: the keys the state cookie is checked with."""
+    """The state cookie's keys as Flask lists them: ``SECRET_KEY_FALLBACKS``, then ``SECRET_KEY``.
+
+    itsdangerous's order, oldest first: the last key signs, any of them verifies.
+    """
     secret_key = app.secret_key
     if not secret_key:
         return ()
     fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
     if not fallbacks:
         return (secret_key,)
-    return (secret_key, *(key for key in fallbacks if key))
+    return (*(key for key in fallbacks if key), secret_key)
+
+
+#: What ``current_click`` is where no click was made: falsy, every field ``None``.
+_NO_CLICK = Click.empty()
 
 
 def _get_click() -> Click:
-    click = g.get(_G_CLICK)
-    if click is None:
-        raise RuntimeError(
-            "current_click is only available inside a view decorated with @keitaro_campaign."
-        )
-    return cast(Click, click)
+    try:
+        click = g.get(_G_CLICK)
+    except RuntimeError:  # no app context: as in a view that no campaign decorates
+        return _NO_CLICK
+    return _NO_CLICK if click is None else cast(Click, click)
 
 
-#: The click of the current request, inside a view decorated with :func:`keitaro_campaign`.
+#: The click of the current request, inside a view decorated with :func:`keitaro_campaign`;
+#: anywhere else an empty click (falsy, every field ``None``).
 current_click: Click = LocalProxy(_get_click)  # type: ignore[assignment]
 
 
 def _template_globals() -> dict[str, Any]:
-    click = g.get(_G_CLICK) or Click.empty()
+    click = _get_click()
     return {"keitaro_click": click, "keitaro_offer_url": click.offer_url}

@@ -6,8 +6,9 @@ Django, Falcon, Bottle or a bare WSGI callable get the same clicks, byte for byt
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +18,21 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
-from .config import OPTIONS, KeitaroConfig, validate_bool
+from .checks import secret_key_finding
+from .config import OPTIONS, KeitaroConfig, outbox_option, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
 from .postback import PostbackResult, report
 from .postback import from_config as postback_client
+from .state import SecretKeys
 from .transport import HTTPSession, check_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from sqlalchemy.engine import Engine
+
+logger = logging.getLogger("flask_keitaro")
 
 #: The ``environ`` key under which the wrapped app finds the request's
 #: :class:`~flask_keitaro.Click`.
@@ -74,6 +80,20 @@ def _route(path: str, spec: CampaignSpec) -> Route:
         raise ConfigurationError("campaigns", path, f"bad route options ({exc})") from exc
 
 
+def _secret_keys(secret_key: str | bytes | Sequence[str | bytes] | None) -> SecretKeys:
+    """The state cookie's keys from ``secret_key``: one key, or a list, the current key last."""
+    if not secret_key:
+        return ()
+    keys = (secret_key,) if isinstance(secret_key, str | bytes) else tuple(secret_key)
+    if not all(isinstance(key, str | bytes) and key for key in keys):
+        # A secret: the message names the types it was given, never a key.
+        given = ", ".join(type(key).__name__ for key in keys)
+        raise ConfigurationError(
+            "secret_key", f"[{given}]", "every key must be a non-empty str or bytes"
+        )
+    return keys
+
+
 class KeitaroMiddleware:
     """Run the visitors of some paths of a WSGI app through Keitaro campaigns.
 
@@ -84,7 +104,9 @@ class KeitaroMiddleware:
     :exc:`~flask_keitaro.ConfigurationError` naming the path, the option and the value.
     ``options`` are the config keys in lower case without ``KEITARO_``, validated as
     ``init_app`` does.
-    ``secret_key`` signs the click state cookie (no state without it).
+    ``secret_key`` signs the click state cookie (no state without it): one key, or a list for
+    key rotation as itsdangerous takes it — the oldest first, the current key last. The last
+    key signs; a cookie signed with an older one still restores and is written again.
 
     Paths are compared as :func:`~flask_keitaro.middleware.normal_path` gives them, so that
     no spelling of a campaign path an application would serve the same passes without a
@@ -101,7 +123,8 @@ class KeitaroMiddleware:
 
     With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
     own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
-    time the middleware is made.
+    time the middleware is made. ``outbox_engine`` puts the outbox in the PostgreSQL database
+    of an engine the application already has.
 
     ``session`` is a :class:`requests.Session` or a zero-argument callable making one, used
     as the extension uses it (see :class:`~flask_keitaro.KeitaroExtension`).
@@ -113,17 +136,25 @@ class KeitaroMiddleware:
         *,
         tracker_url: str | None = None,
         campaigns: Mapping[str, CampaignSpec],
-        secret_key: str | bytes | None = None,
+        secret_key: str | bytes | Sequence[str | bytes] | None = None,
         session: HTTPSession | None = None,
         ignore_trailing_slash: bool = True,
         ignore_case: bool = False,
+        outbox_engine: Engine | None = None,
         **options: Any,
     ) -> None:
+        if not callable(app):
+            raise TypeError(
+                "KeitaroMiddleware wraps a WSGI application (a callable taking environ and"
+                f" start_response), not a {type(app).__name__}"
+            )
+        options = outbox_option(outbox_engine, options)
         for name, value in options.items():
             if name not in OPTIONS or name == "tracker_url":
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
         validate_bool("ignore_trailing_slash", ignore_trailing_slash)
         validate_bool("ignore_case", ignore_case)
+        self.secret_keys = _secret_keys(secret_key)
         config = {OPTIONS[name]: value for name, value in options.items()}
         config[OPTIONS["tracker_url"]] = tracker_url
         self.app = app
@@ -132,7 +163,9 @@ class KeitaroMiddleware:
         self.pipeline = Pipeline.from_config(checked, session=session)
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self, session=session)
-        self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
+        no_secret = secret_key_finding(checked, bool(self.secret_keys), "secret_key")
+        if no_secret is not None:
+            logger.warning(no_secret.text)
         self._slash = not ignore_trailing_slash
         self._fold = ignore_case
         self._exact: dict[str, Route] = {}

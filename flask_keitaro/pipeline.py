@@ -28,6 +28,7 @@ from .config import (
     KeitaroConfig,
     Landing,
     SendParams,
+    key_name,
     validate_bool,
     validate_landing,
     validate_landing_id,
@@ -62,6 +63,9 @@ Keyword = PerRequest | None
 #: How many unknown (route, landing id) pairs are logged, each once.
 MAX_UNKNOWN_LANDINGS = 1024
 
+#: How many config keys a pipeline logs as missing a campaign token, each once.
+MAX_LOGGED_TOKEN_KEYS = 1024
+
 
 @dataclass(frozen=True, repr=False)
 class Route:
@@ -79,7 +83,9 @@ class Route:
 
     :param token: the campaign token (a non-empty string), or a callable taking the request
         and returning it (``None``: no click for that request; the view runs with an empty
-        click).
+        click). A callable raises :exc:`~flask_keitaro.ConfigurationError` for a token the
+        site should have and has not (as :func:`~flask_keitaro.token_from_config` does): the
+        first such request of each key logs an ERROR, and :data:`KEITARO_FAIL_MODE` decides.
     :param force_redirect_offer: ``True`` or ``False``; ``True`` sends
         ``force_redirect_offer=1`` (straight to the offer).
     :param landing_id: a landing id, sent as ``landing_id``: a whole number from 1 to
@@ -322,6 +328,8 @@ class Pipeline:
         )
         #: What replay must know of the site: the same private-data rule, the other way.
         self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
+        #: The config keys already logged as missing a route's campaign token.
+        self._logged_token_keys: set[str] = set()
 
     @classmethod
     def from_config(
@@ -366,12 +374,18 @@ class Pipeline:
         click's ``postback`` reports through (the door's own).
         """
         preflight = is_cors_preflight(request)
-        token = None if preflight else route.token_for(request)
+        missing = None
+        try:
+            token = None if preflight else route.token_for(request)
+        except ConfigurationError as problem:
+            token, missing = None, problem
         config = self.config
         if token is None or not config.enabled:
             # No click, and no cookie either way; the view still learns the visitor's answer.
             consented = True if preflight else route.consent_for(request, config)
             empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
+            if missing is not None and config.enabled:
+                return self._no_token(missing, request, empty)
             return Outcome(empty, touched=False)
         consented = route.consent_for(request, config)
         made = partial(self._click, route, reporter=reporter, consented=consented)
@@ -522,6 +536,28 @@ class Pipeline:
         signals.click_failed.send(sender, error=error, elapsed=elapsed)
         unavailable = self.config.fail_mode == "closed"
         return Outcome(empty, unavailable=unavailable, policy=policy)
+
+    def _no_token(self, error: ConfigurationError, request: Request, empty: Click) -> Outcome:
+        """The site should have the route's campaign token and has not: the fail mode decides.
+
+        Logged as an ERROR once per config key, naming the route (the endpoint under Flask,
+        else the path); never a token. The outcome is the view with the ``empty`` click
+        (``"open"``) or a 503 (``"closed"``).
+        """
+        closed = self.config.fail_mode == "closed"
+        logged = self._logged_token_keys
+        if error.key not in logged and len(logged) < MAX_LOGGED_TOKEN_KEYS:
+            logged.add(error.key)
+            logger.error(
+                "Keitaro route %r is not clicked: %s. Its visitors get %s (%s = %r)",
+                getattr(request, "endpoint", None) or request.path,
+                error,
+                "a 503" if closed else "the view with an empty click",
+                key_name("fail_mode"),
+                self.config.fail_mode,
+            )
+        policy = self._policies[request.is_secure]
+        return Outcome(empty, unavailable=closed, policy=policy)
 
     def _restore(
         self,

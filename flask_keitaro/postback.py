@@ -20,15 +20,26 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import signals
-from .config import KeitaroConfig, outbox_path
+from .config import KeitaroConfig, outbox_target
 from .conversion import Conversion, postback_method
 from .delivery import checked_url, deliver, post_fields, postback_transport
 from .errors import ConfigurationError, PostbackError, TrackerError, postback_url_hint
-from .outbox import Claim, Outbox, OutboxError, PostbackRecord, RetryPolicy
+from .outbox import (
+    Claim,
+    Outbox,
+    OutboxError,
+    PostbackRecord,
+    RetryPolicy,
+    SetAside,
+    open_outbox,
+)
 from .transport import HTTPSession, check_session
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 __all__ = [
     "Conversion",
@@ -116,8 +127,11 @@ class PostbackClient:
     """Reports conversions to one postback URL, through an outbox so that none is lost.
 
     :param url: Keitaro's postback URL, ``https://tracker.example.com/<postback key>/postback``.
-    :param outbox: the SQLite outbox file; ``None`` sends directly (a tracker failure is then
-        a :exc:`~flask_keitaro.PostbackError`).
+    :param outbox: where conversions wait: a SQLite file's path (or ``sqlite:///path``), a
+        ``postgresql://`` URL, or a SQLAlchemy engine on PostgreSQL; ``None`` sends directly
+        (a tracker failure is then a :exc:`~flask_keitaro.PostbackError`).
+    :param outbox_engine: an engine the app already has (Flask-SQLAlchemy's ``db.engine``),
+        instead of ``outbox``: the outbox is a table in its PostgreSQL database.
     :param timeout: ``(connect, read)`` seconds, as for clicks: the whole delivery has
         their sum.
     :param verify: TLS verification, as ``KEITARO_VERIFY_SSL``: ``None`` (requests' rule:
@@ -138,7 +152,8 @@ class PostbackClient:
         self,
         url: str,
         *,
-        outbox: str | os.PathLike[str] | None = None,
+        outbox: str | os.PathLike[str] | Engine | None = None,
+        outbox_engine: Engine | None = None,
         timeout: tuple[float, float] = (2.0, 5.0),
         verify: bool | str | None = None,
         sender: Any = None,
@@ -158,7 +173,15 @@ class PostbackClient:
             lease = longest + 30.0
         elif lease <= longest:
             raise ValueError(f"lease: {lease} s is not more than a delivery can take ({longest} s)")
-        self.outbox = None if outbox is None else Outbox(outbox, lease=lease, retry=retry)
+        if outbox_engine is not None:
+            if outbox is not None:
+                raise ConfigurationError(
+                    "outbox_engine", outbox_engine, "give outbox or outbox_engine, not both"
+                )
+            outbox = outbox_engine
+        self.outbox: Outbox | None = None
+        if outbox is not None:
+            self.outbox = open_outbox(outbox, lease=lease, retry=retry, connect_timeout=timeout[0])
         self.threads = threads_available() if threads is None else threads
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -173,7 +196,7 @@ class PostbackClient:
         return postback_url_hint(self._url)
 
     def __repr__(self) -> str:
-        outbox = None if self.outbox is None else self.outbox.path
+        outbox = None if self.outbox is None else self.outbox.name
         return f"<PostbackClient {self.masked_url} outbox={outbox!r}>"
 
     @postback_method(Conversion.make)
@@ -194,7 +217,7 @@ class PostbackClient:
             record = PostbackRecord(None, conversion, 1, time.time())
             if claim is not None:
                 record = claim.record
-                self._mark_delivered(claim)
+                self._mark_delivered(claim, self.timeout[0])
                 self._check_pending()
             signals.postback_delivered.send(self.sender, postback=record)
             return PostbackResult("delivered", conversion, record.id)
@@ -206,7 +229,7 @@ class PostbackClient:
                 f" delivered: {error}",
                 conversion=conversion,
             ) from error
-        record = self._mark_failed(claim, error)
+        record = self._mark_failed(claim, error, self.timeout[0])
         logger.warning(
             "Keitaro postback queued (%s): %s; it will be retried", conversion.describe(), error
         )
@@ -255,6 +278,10 @@ class PostbackClient:
         """The conversions waiting in the outbox, with attempts and last error (none: empty)."""
         return [] if self.outbox is None else self.outbox.pending()
 
+    def set_aside(self) -> list[SetAside]:
+        """The outbox rows that cannot be read back: never sent, kept until dropped."""
+        return [] if self.outbox is None else self.outbox.set_aside()
+
     def drop(self, row_id: int) -> bool:
         """Remove outbox row ``row_id`` without delivering it; ``False`` if there is none."""
         return False if self.outbox is None else self.outbox.drop(row_id)
@@ -266,33 +293,39 @@ class PostbackClient:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * sum(self.timeout) + 1)
+        if self.outbox is not None:
+            self.outbox.close()
 
     def _store(self, conversion: Conversion) -> Claim | None:
         if self.outbox is None:
             return None
         try:
-            return self.outbox.add(conversion)
+            # On the request path: another process's lock is waited for as long as a
+            # connection to the tracker may take, no longer; then the conversion goes directly.
+            return self.outbox.add(conversion, wait=self.timeout[0])
         except OutboxError as exc:
             logger.error(
                 "Keitaro postback outbox %s cannot be written (%s): sending %s directly",
-                self.outbox.path,
+                self.outbox.name,
                 exc,
                 conversion.describe(),
             )
             return None
 
-    def _mark_delivered(self, claim: Claim) -> None:
+    def _mark_delivered(self, claim: Claim, wait: float | None = None) -> None:
         assert self.outbox is not None
         try:
-            self.outbox.delivered(claim)
+            self.outbox.delivered(claim, wait=wait)
         except OutboxError as exc:
             # The row stays: it will be sent once more, and Keitaro counts it once.
             logger.error("Keitaro postback outbox: a delivery could not be marked (%s)", exc)
 
-    def _mark_failed(self, claim: Claim, error: TrackerError) -> PostbackRecord:
+    def _mark_failed(
+        self, claim: Claim, error: TrackerError, wait: float | None = None
+    ) -> PostbackRecord:
         assert self.outbox is not None
         try:
-            return self.outbox.failed(claim, str(error))
+            return self.outbox.failed(claim, str(error), wait=wait)
         except OutboxError as exc:
             # Its lease runs out and the row is tried again.
             logger.error("Keitaro postback outbox: a failure could not be recorded (%s)", exc)
@@ -304,7 +337,7 @@ class PostbackClient:
             return
         self._checked_pending = True
         try:
-            leftover = self.outbox.count()
+            leftover = self.outbox.count(wait=self.timeout[0])
         except OutboxError:
             return
         if leftover:
@@ -355,14 +388,14 @@ def from_config(
 ) -> PostbackClient | None:
     """The postback client of an app (or a middleware); ``None`` without a postback URL.
 
-    A relative ``KEITARO_POSTBACK_OUTBOX`` is under ``base_dir`` (the app's instance folder).
-    Postbacks take the click path's timeouts, TLS settings and ``session``.
+    A relative ``KEITARO_POSTBACK_OUTBOX`` path is under ``base_dir`` (the app's instance
+    folder). Postbacks take the click path's timeouts, TLS settings and ``session``.
     """
     if config.postback_url is None:
         return None
     return PostbackClient(
         config.postback_url,
-        outbox=outbox_path(config.postback_outbox, base_dir),
+        outbox=outbox_target(config.postback_outbox, base_dir),
         timeout=config.timeout,
         verify=config.verify_ssl,
         sender=sender,

@@ -4,16 +4,15 @@ The state is kept per campaign (keyed by a keyed hash of the campaign token, nev
 token itself), holds click data only — never a tracker response — and expires with the
 tracker's ``cookies_ttl``. No server-side storage is involved.
 
-The cookie's value is ``PAYLOAD.SIGNATURE``: the entries as compact JSON in base64url
-(without padding), and the keyed BLAKE2b MAC (32 bytes) of that base64url text in hex, with
-a key derived from the secret key (HMAC-SHA256) and a salt that names this format
-(:data:`FORMAT`). Neither part needs quoting in a cookie.
+The cookie's value is one that itsdangerous's :class:`~itsdangerous.URLSafeSerializer` reads:
+the entries as compact JSON in base64url (zlib-compressed past :data:`PLAIN_PAYLOAD`), signed
+by itsdangerous's :class:`~itsdangerous.Signer` (HMAC-SHA1) under :data:`SALT`. The secret
+keys are itsdangerous's list: the oldest first, the current key last; the current key signs,
+and any of them verifies.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -24,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from itsdangerous import BadData, BadSignature, Signer, URLSafeSerializer, base64_encode
 from werkzeug.http import parse_cookie
 
 from .characters import is_token
@@ -32,9 +32,9 @@ from .result import UNIQUENESS_LEVELS, ClickInfo
 
 logger = logging.getLogger("flask_keitaro")
 
-#: The salt of the state cookie's signing key: it names the format, so a cookie of another
-#: format (the earlier itsdangerous one included) never verifies and counts as no state.
-FORMAT = b"flask-keitaro.click-state.v2"
+#: The salt the state cookie is signed under: a value itsdangerous signed for anything else
+#: with the same secret key (Flask's session cookie included) never verifies as a state.
+SALT = "flask-keitaro.click-state"
 
 #: Most campaigns kept in one visitor's state cookie; the oldest entry goes first.
 MAX_CAMPAIGNS = 8
@@ -56,6 +56,14 @@ _STR_OR_NONE = frozenset((str, type(None)))
 _BOOL_OR_NONE = frozenset((bool, type(None)))
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
+#: The longest payload (base64url JSON) the state leaves uncompressed: a state of one campaign.
+#: zlib would save it few bytes, and cost more than those in every visit that writes or restores
+#: it; a state of several campaigns it halves.
+PLAIN_PAYLOAD = 512
+
+#: The state's secret keys in itsdangerous's order: the oldest first, the current key last.
+SecretKeys = tuple[str | bytes, ...]
+
 
 @lru_cache(maxsize=256)
 def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
@@ -67,51 +75,59 @@ def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
     return hmac.new(key, campaign_token.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+class _Signing(NamedTuple):
+    """How the state is signed under one list of secret keys (itsdangerous's objects)."""
+
+    serializer: URLSafeSerializer  # the payload: its JSON, zlib and base64url
+    current: Signer  # the current key alone: it signs, and verifies first
+    every: Signer | None  # every key, newest first (None with one key): verifies the rest
+
+
 @lru_cache(maxsize=16)
-def _signing_key(secret_key: str | bytes) -> bytes:
-    """The key that signs the state for ``secret_key``: derived once, bound to :data:`FORMAT`."""
-    key = secret_key.encode() if isinstance(secret_key, str) else secret_key
-    return hmac.digest(key, FORMAT, "sha256")
+def _signing(secret_keys: SecretKeys) -> _Signing:
+    """The state's serializer and signers for ``secret_keys``, made once per list of keys."""
+    keys = [key.encode() if isinstance(key, str) else key for key in secret_keys]
+    # HMAC-SHA1, as itsdangerous and Flask sign by default; given as hashlib's own constructor,
+    # the hmac module takes OpenSSL's HMAC rather than its pure-Python one.
+    options = {"digest_method": hashlib.sha1}
+    serializer = URLSafeSerializer(keys, salt=SALT, signer_kwargs=options)
+    current = URLSafeSerializer(keys[-1], salt=SALT, signer_kwargs=options).make_signer()
+    return _Signing(serializer, current, serializer.make_signer() if len(keys) > 1 else None)
 
 
-# base64url to standard base64, for binascii.
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+def _dumps(secret_keys: SecretKeys, data: Any) -> str:
+    """``data`` as a state cookie value, signed with the current key.
 
-
-def _signature(secret_key: str | bytes, payload: str) -> str:
-    # Keyed BLAKE2b is a MAC of its own (hashlib's documented replacement for HMAC); in a
-    # visit it costs half of what OpenSSL's HMAC-SHA256 does.
-    key = _signing_key(secret_key)
-    return hashlib.blake2b(payload.encode("ascii"), key=key, digest_size=32).hexdigest()
-
-
-def sign(secret_key: str | bytes, payload: bytes) -> str:
-    """The state cookie value carrying ``payload``, signed with ``secret_key``."""
-    encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
-    return f"{encoded}.{_signature(secret_key, encoded)}"
-
-
-def verify(secret_keys: Iterable[str | bytes], value: str) -> tuple[bytes, int] | None:
-    """The payload of a state cookie value and the position of the secret key that signed it.
-
-    ``None`` when no key verifies it, or it is no value of this format (never an exception).
-    Each key is tried in turn, so a value signed with a fallback key still verifies.
+    The value is one :class:`~itsdangerous.URLSafeSerializer` reads: a payload longer than
+    :data:`PLAIN_PAYLOAD` is its own (zlib-compressed when that is shorter), a shorter one is
+    left plain.
     """
-    if len(value) > MAX_COOKIE or not value.isascii():
+    signing = _signing(secret_keys)
+    payload = base64_encode(_JSON.encode(data))
+    if len(payload) > PLAIN_PAYLOAD:
+        payload = signing.serializer.dump_payload(data)
+    return signing.current.sign(payload).decode("ascii")
+
+
+def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
+    """The data a state cookie value holds, and whether a key older than the current signed it.
+
+    ``None`` when no key verifies it or it does not decode (never an exception).
+    """
+    if len(value) > MAX_COOKIE or not value.isascii():  # not a value this code writes
         return None
-    encoded, dot, signature = value.rpartition(".")
-    if not dot:
-        return None
-    for position, key in enumerate(secret_keys):
-        if hmac.compare_digest(_signature(key, encoded), signature):
-            data = encoded.encode("ascii")
-            try:
-                return binascii.a2b_base64(
-                    data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4), strict_mode=True
-                ), position
-            except binascii.Error:  # signed, but not base64url: not written by this code
+    signing = _signing(secret_keys)
+    old_key = False
+    try:
+        try:
+            payload = signing.current.unsign(value)
+        except BadSignature:
+            if signing.every is None:
                 return None
-    return None
+            payload, old_key = signing.every.unsign(value), True
+        return signing.serializer.load_payload(payload), old_key
+    except BadData:  # no key signed it, or signed but no payload this code writes
+        return None
 
 
 def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
@@ -162,9 +178,6 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
     )
 
 
-SecretKeys = tuple[str | bytes, ...]
-
-
 class StoredClick(NamedTuple):
     """A click kept in the state: its data, and whether a link gave it (not the tracker)."""
 
@@ -175,8 +188,9 @@ class StoredClick(NamedTuple):
 class ClickState:
     """The decoded state cookie of one visitor: campaign key -> click data with an expiry.
 
-    ``secret_keys`` are the app's ``SECRET_KEY`` first, then its ``SECRET_KEY_FALLBACKS``: the
-    cookie is verified with each in turn and always written with the first. ``cookie_name``
+    ``secret_keys`` are itsdangerous's list, as Flask makes it: the app's
+    ``SECRET_KEY_FALLBACKS`` first, its ``SECRET_KEY`` last. The cookie is verified with any of
+    them and always written with the last. ``cookie_name``
     is the name the cookie is set under: it counts toward the browser's size limit (see
     :meth:`dumps`).
     """
@@ -208,21 +222,16 @@ class ClickState:
         state = cls(secret_keys, cookie_name=cookie_name)
         if not cookie:
             return state
-        verified = verify(secret_keys, cookie)
-        if verified is None:
-            logger.debug("Ignored a click state cookie with a bad signature")
+        loaded = _loads(secret_keys, cookie)
+        if loaded is None:
+            logger.debug("Ignored a click state cookie with a bad signature or payload")
             return state
-        payload, position = verified
-        try:
-            data = json.loads(payload.decode("utf-8"))
-        except (ValueError, RecursionError):  # a valid signature over garbage must not raise
-            logger.debug("Ignored a click state cookie that does not decode")
-            return state
+        data, old_key = loaded
         if not isinstance(data, dict):
             logger.debug("Ignored a click state cookie that is not an object")
             return state
         # Signed with an old key: write it again with the current one.
-        state.changed = position > 0
+        state.changed = old_key
         now = time.time() if now is None else now
         for key, entry in data.items():
             if isinstance(entry, dict) and type(entry.get("e")) is int and entry["e"] > now:
@@ -231,7 +240,7 @@ class ClickState:
 
     def _keys(self, campaign_token: str) -> list[str]:
         """The campaign's entry key under each secret key, the current one first."""
-        return [campaign_key(secret, campaign_token) for secret in self._secret_keys]
+        return [campaign_key(secret, campaign_token) for secret in reversed(self._secret_keys)]
 
     def get(self, campaign_token: str, now: float | None = None) -> ClickInfo | None:
         """The stored click of a campaign, when there is a valid, unexpired one."""
@@ -244,7 +253,7 @@ class ClickState:
         An entry stored under an old secret key is moved under the current one.
         """
         now = time.time() if now is None else now
-        current = campaign_key(self._secret_keys[0], campaign_token)
+        current = campaign_key(self._secret_keys[-1], campaign_token)
         entry = self.entries.get(current)
         if entry is None:
             old = self._keys(campaign_token)[1:]
@@ -311,7 +320,7 @@ class ClickState:
         room = MAX_COOKIE - len(self.cookie_name) - 1
         dropped = 0
         while True:
-            value = sign(self._secret_keys[0], _JSON.encode(self.entries).encode("ascii"))
+            value = _dumps(self._secret_keys, self.entries)
             if len(value) <= room or not self.entries:
                 break
             self.entries.pop(next(iter(self.entries)))

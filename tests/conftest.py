@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask import Flask
 
 from flask_keitaro import KeitaroExtension, keitaro_campaign
 from tests.support import TOKEN, AppFactory, landing_view
+from testsupport.postgres import PostgresServer, PostgresUnavailable
 from testsupport.tracker import RecordingTracker
 
 
@@ -42,3 +44,36 @@ def make_app(tracker: RecordingTracker) -> Iterator[AppFactory]:
     yield factory
     for app in apps:
         KeitaroExtension.close(app)
+
+
+def postgres_or_skip() -> PostgresServer:
+    """A new PostgreSQL server, started; skipped where it cannot be had (failed in CI)."""
+    try:
+        return PostgresServer().__enter__()
+    except PostgresUnavailable as exc:
+        reason = f"no PostgreSQL server here: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI installs it: .ci/ensure-postgres)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session's tests (Debian's, in a temporary folder)."""
+    server = postgres_or_skip()
+    yield server
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The session server's URL, with no outbox table in it yet (and none left after)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_server.url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS keitaro_postbacks"))
+    yield postgres_server.url
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS keitaro_postbacks"))
+    engine.dispose()

@@ -275,7 +275,14 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     assert sub_id in browser.find_element(By.TAG_NAME, "body").text
     assert "lead" in browser.find_element(By.TAG_NAME, "body").text
 
-    # 5. Back on the landing, the same visitor is a new click, no longer unique.
+    # 5. Back on the landing, the same visitor keeps their click: restored from the click
+    # state cookie, with no call. Once the state is gone (its lifetime over), the visitor
+    # is a new click, and the tracker's uniqueness cookie makes it no longer unique.
+    browser.get(f"{demo.url}/")
+    assert _shown_sub_id(browser) == sub_id
+    assert [click["sub_id"] for click in emulator.clicks()] == [sub_id]
+    assert demo.app is not None
+    browser.delete_cookie(demo.app.config["KEITARO_STATE_COOKIE"])
     browser.get(f"{demo.url}/")
     second_sub_id = _shown_sub_id(browser)
     assert second_sub_id != sub_id
@@ -284,15 +291,16 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     browser.get(f"{tracker}/emulator/")
     assert second_sub_id in browser.find_element(By.TAG_NAME, "body").text
 
-    # 6a. Inside an app's WebView (X-Requested-With): redirected to the "open in browser" page.
-    browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd(
+    # 6a. Inside an app's WebView (X-Requested-With, a cookie jar of its own): redirected to
+    # the "open in browser" page.
+    webview = chrome(DESKTOP_UA)
+    webview.execute_cdp_cmd("Network.enable", {})
+    webview.execute_cdp_cmd(
         "Network.setExtraHTTPHeaders", {"headers": {"X-Requested-With": "com.example.app"}}
     )
-    browser.get(f"{demo.url}/")
-    assert browser.current_url == f"{demo.url}/app"
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Open this page in your browser"
-    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+    webview.get(f"{demo.url}/")
+    assert webview.current_url == f"{demo.url}/app"
+    assert webview.find_element(By.TAG_NAME, "h1").text == "Open this page in your browser"
 
     # 6b. A crawler gets the neutral page, with no offer on it.
     crawler = chrome(BOT_UA)

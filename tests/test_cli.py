@@ -266,15 +266,23 @@ def test_check_without_a_token_lists_the_routes_and_calls_nothing(
     assert TOKEN not in result.output and "go-token-0001" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({}, "is not set"),
+        ({"SITE_PROMO_TOKEN": ""}, "is empty"),
+        ({"SITE_PROMO_TOKEN": " "}, "is empty"),
+    ],
+)
 def test_a_missing_token_key_is_an_error_with_or_without_a_token(
-    make_app: AppFactory, tracker: RecordingTracker
+    make_app: AppFactory, tracker: RecordingTracker, config: dict[str, Any], problem: str
 ) -> None:
-    app = _routes_app(make_app, SITE_GO_TOKEN="go-token-0001", SITE_PROMO_TOKEN="")
+    app = _routes_app(make_app, SITE_GO_TOKEN="go-token-0001", **config)
     result = _check(app)
     assert result.exit_code == 1, result.output
     error = (
         "error: route shop.promo (/shop/promo): its campaign token's config key"
-        " SITE_PROMO_TOKEN is not set, so its visitors are not clicked"
+        f" SITE_PROMO_TOKEN {problem}, so its visitors are not clicked"
     )
     assert error in result.output.splitlines()
     assert "Checks:   1 error, 0 warnings" in result.output
@@ -291,8 +299,8 @@ def test_a_token_key_of_the_wrong_type_is_an_error(make_app: AppFactory) -> None
     result = _check(app)
     assert result.exit_code == 1
     assert (
-        "error: route go (/go/<name>, /go): config key SITE_GO_TOKEN holds a list,"
-        " not a campaign token string"
+        "error: route go (/go/<name>, /go): its campaign token's config key SITE_GO_TOKEN"
+        " holds a list, not a campaign token string, so its visitors are not clicked"
     ) in result.output.splitlines()
 
 
@@ -350,8 +358,8 @@ def test_prefetch_skip_is_a_warning(make_app: AppFactory) -> None:
         ({"KEITARO_ENABLED": False}, "warning: KEITARO_ENABLED is False: no visitor is clicked"),
         (
             {"SECRET_KEY": None},
-            "warning: SECRET_KEY is not set: the click state cookie is off, so returning"
-            " visitors are clicked again",
+            "warning: SECRET_KEY is not set: the Keitaro click state cookie is off, so"
+            " returning visitors are clicked again",
         ),
     ],
 )

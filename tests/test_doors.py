@@ -11,8 +11,9 @@ from flask import Flask
 from werkzeug.test import Client, TestResponse
 
 from flask_keitaro import KeitaroExtension, KeitaroMiddleware, keitaro_campaign
+from flask_keitaro.state import campaign_key
 from tests.support import TOKEN
-from tests.support.state import read_state
+from tests.support.state import read_state, sign_state
 from testsupport.tracker import RecordingTracker, do_nothing
 
 if TYPE_CHECKING:
@@ -134,7 +135,8 @@ def _both_doors(
             tracker.answer({"error": "down"}, status=500)
         else:
             tracker.answer(ANSWERS[answer])
-        responses.append(_visit(Client(door), REQUESTS[visit]))
+        # No cookie jar: a client with one drops the Cookie header a visit passes itself.
+        responses.append(_visit(Client(door, use_cookies=False), REQUESTS[visit]))
     flask_call, wsgi_call = tracker.calls
     assert flask_call.form.items(multi=True) and list(flask_call.form.items(multi=True)) == list(
         wsgi_call.form.items(multi=True)
@@ -144,6 +146,13 @@ def _both_doors(
     KeitaroExtension.close(app)
     middleware.close()
     return responses
+
+
+def test_a_returning_visit_reaches_both_doors_with_its_cookies(tracker: RecordingTracker) -> None:
+    _both_doors(tracker, "returning", "own page")
+    for call in tracker.calls:
+        assert call.form["uniqueness_cookie"] == "STORED"
+        assert "theme=dark" in call.headers["Cookie"]
 
 
 @pytest.mark.parametrize("answer", list(ANSWERS))
@@ -187,6 +196,35 @@ def test_the_apps_own_503_page_is_finished_as_the_packages(
         h for h in wsgi_door.headers.items() if h[0] in finishing
     ]
     assert flask_door.headers.getlist("Cache-Control") == ["private, no-store"]
+
+
+def test_both_doors_rotate_the_state_key_alike(tracker: RecordingTracker) -> None:
+    """A state signed with an older key restores at both doors and is signed again alike."""
+    old = "door-secret-before"
+    entry = {"s": "rotated000001", "t": "OFFER", "c": 2, "e": 4_000_000_000}
+    cookie = "_kst=" + sign_state(old, {campaign_key(old, TOKEN): entry})
+    app = _flask(tracker.url)
+    app.config["SECRET_KEY_FALLBACKS"] = [old]
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=[old, SECRET]
+    )
+    returning = {"headers": {"Cookie": cookie}}  # a client of its own would drop this header
+    responses = [_visit(Client(door, use_cookies=False), returning) for door in (app, middleware)]
+    assert tracker.calls == []  # restored, not clicked
+    assert _comparable(responses[0]) == _comparable(responses[1])
+    for response in responses:
+        (value,) = [v for v in response.headers.getlist("Set-Cookie") if v.startswith("_kst=")]
+        signed = value.split(";", 1)[0].removeprefix("_kst=")
+        assert read_state(SECRET, signed) == {campaign_key(SECRET, TOKEN): entry}
+    # The control: a door that knows only the current key clicks the visitor again.
+    middleware.close()
+    middleware = KeitaroMiddleware(
+        own_page, tracker_url=tracker.url, campaigns={"/lp": TOKEN}, secret_key=SECRET
+    )
+    _visit(Client(middleware, use_cookies=False), returning)
+    assert len(tracker.calls) == 1
+    KeitaroExtension.close(app)
+    middleware.close()
 
 
 def test_a_cors_preflight_passes_both_doors_alike(tracker: RecordingTracker) -> None:

@@ -130,14 +130,36 @@ def test_landing_stores_the_uniqueness_cookie_for_the_campaign_ttl(
     assert {"max-age=86400", "httponly", "path=/", "samesite=lax"} <= attributes
 
 
-def test_returning_visitor_is_not_unique(demo: DemoServer, browser: requests.Session) -> None:
+def test_a_returning_visitor_keeps_the_first_click(
+    demo: DemoServer, browser: requests.Session
+) -> None:
     first = _sub_id(browser.get(f"{demo.url}/").text)
+    again = browser.get(f"{demo.url}/")
+
+    assert _sub_id(again.text) == first
+    # Restored from the click state cookie: no second call, no cookie written again.
+    assert [click["sub_id"] for click in demo.emulator.clicks()] == [first]
+    assert "Set-Cookie" not in again.headers
+
+
+def test_a_visitor_whose_click_state_is_gone_is_not_unique(
+    demo: DemoServer, browser: requests.Session
+) -> None:
+    first = _sub_id(browser.get(f"{demo.url}/").text)
+    _drop_click_state(demo, browser)  # its lifetime is over; the tracker's cookie lives on
     second = _sub_id(browser.get(f"{demo.url}/").text)
 
     assert first != second
     clicks = {click["sub_id"]: click for click in demo.emulator.clicks()}
     assert clicks[first]["unique_campaign"]
     assert not clicks[second]["unique_campaign"]
+
+
+def _drop_click_state(demo: DemoServer, browser: requests.Session) -> None:
+    assert demo.app is not None
+    name = demo.app.config["KEITARO_STATE_COOKIE"]
+    (state,) = [cookie for cookie in browser.cookies if cookie.name == name]
+    browser.cookies.clear(state.domain, state.path, state.name)
 
 
 def test_bots_get_the_neutral_page(demo: DemoServer, browser: requests.Session) -> None:
@@ -237,13 +259,15 @@ def test_promo_is_for_germany_only(demo: DemoServer) -> None:
     # Loopback is Germany in campaigns.toml; 198.51.100.0/24 is in no country. The test
     # stands in for a proxy on loopback, the one peer whose X-Real-IP is trusted.
     config = {"KEITARO_IP_HEADER": "X-Real-IP", "KEITARO_TRUSTED_PROXIES": ["127.0.0.0/8"]}
-    with (
-        DemoServer("127.0.0.1", 0, tracker_url=demo.emulator.url, config=config) as site,
-        requests.Session() as session,
-    ):
-        session.headers["User-Agent"] = DESKTOP_UA
-        at_home = session.get(f"{site.url}/promo", headers={"X-Real-IP": "127.0.0.9"})
-        abroad = session.get(f"{site.url}/promo", headers={"X-Real-IP": "198.51.100.7"})
+    headers = {"User-Agent": DESKTOP_UA}
+    with DemoServer("127.0.0.1", 0, tracker_url=demo.emulator.url, config=config) as site:
+        # Two visitors, each with a cookie jar of their own (one would be restored).
+        at_home = requests.get(
+            f"{site.url}/promo", headers={**headers, "X-Real-IP": "127.0.0.9"}, timeout=10
+        )
+        abroad = requests.get(
+            f"{site.url}/promo", headers={**headers, "X-Real-IP": "198.51.100.7"}, timeout=10
+        )
 
     assert at_home.status_code == 200
     assert "Frühlingsaktion" in at_home.text

@@ -118,12 +118,6 @@ def test_wraps_keeps_the_view_name() -> None:
     assert wrapped.__name__ == "my_view" and wrapped.__doc__ == "Doc."
 
 
-def test_current_click_outside_a_decorated_view(make_app: AppFactory) -> None:
-    app = make_app()
-    with app.test_request_context("/"), pytest.raises(RuntimeError, match="keitaro_campaign"):
-        _ = current_click.sub_id
-
-
 def test_template_globals(make_app: AppFactory, tracker: RecordingTracker) -> None:
     app = make_app()
     template = (

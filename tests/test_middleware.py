@@ -189,6 +189,30 @@ def test_a_missing_tracker_url_names_the_key() -> None:
 
 
 @pytest.mark.parametrize(
+    "secret_key", [["old-secret-key", None], ["old-secret-key", ""], [b"old-secret-key", 5]]
+)
+def test_a_bad_secret_key_list_names_the_option_not_the_keys(secret_key: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        KeitaroMiddleware(
+            bare_app, tracker_url="http://127.0.0.1:9", campaigns={}, secret_key=secret_key
+        )
+    assert info.value.key == "secret_key"
+    assert "old-secret-key" not in str(info.value) and "old-secret-key" not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "keys"),
+    [(None, ()), ("", ()), ([], ()), ("k", ("k",)), (b"k", (b"k",)), (["a", b"b"], ("a", b"b"))],
+)
+def test_the_secret_key_is_one_key_or_a_list(secret_key: Any, keys: tuple[Any, ...]) -> None:
+    middleware = KeitaroMiddleware(
+        bare_app, tracker_url="http://127.0.0.1:9", campaigns={}, secret_key=secret_key
+    )
+    assert middleware.secret_keys == keys
+    middleware.close()
+
+
+@pytest.mark.parametrize(
     ("spec", "shown"),
     [
         ({"tokn": TOKEN}, "unexpected keyword argument 'tokn'"),

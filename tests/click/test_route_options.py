@@ -72,12 +72,12 @@ def test_token_from_config_is_read_at_request_time(tracker: RecordingTracker) ->
     app = _app(tracker)
     app.add_url_rule("/", "landing", route(landing))
     client = app.test_client()
-    assert client.get("/").text == "sub_id=None"  # not configured yet: no click
+    assert client.get("/").text == "sub_id=None"  # not set yet: an error logged, fail-open
     assert tracker.calls == []
     app.config["SITE_LANDING_TOKEN"] = TOKEN
     assert client.get("/").text == "sub_id=abc123def4567"
     assert tracker.last.form["token"] == TOKEN
-    app.config["SITE_LANDING_TOKEN"] = 12345  # not a string: no click, a warning
+    app.config["SITE_LANDING_TOKEN"] = 12345  # not a string: no click, as if not set
     assert client.get("/").text.startswith("sub_id=")
     assert len(tracker.calls) == 1
     KeitaroExtension.close(app)

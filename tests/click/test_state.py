@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from itsdangerous import URLSafeSerializer
 
 from flask_keitaro import click_requested, click_restored, click_succeeded, current_click
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState, campaign_key
 from tests.support import TOKEN, AppFactory
-from tests.support.state import read_state, sign_state
+from tests.support.state import home_made_state, read_state, sign_state
 from testsupport.tracker import RecordingTracker, do_nothing
 
 
@@ -165,6 +166,22 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
             lambda: _sign("test-secret", {campaign_key("test-secret", TOKEN): "x"}),
             id="entry-not-object",
         ),
+        pytest.param(
+            lambda: _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)})[:-9],
+            id="truncated",
+        ),
+        pytest.param(
+            lambda: URLSafeSerializer("test-secret", salt="another-salt").dumps(
+                {campaign_key("test-secret", TOKEN): _entry(1e12)}
+            ),
+            id="other-salt",
+        ),
+        pytest.param(
+            lambda: home_made_state(
+                "test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)}
+            ),
+            id="home-made-format",
+        ),
     ],
 )
 def test_bad_state_is_ignored(
@@ -180,6 +197,25 @@ def test_bad_state_is_ignored(
     assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
     assert len(tracker.calls) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\x00garbage", b"\xc3(", "\u00e9t\u00e9".encode("utf-16")], ids=repr
+)
+def test_a_state_cookie_that_is_not_utf8_is_ignored(
+    make_app: AppFactory, tracker: RecordingTracker, caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
+    """Raw bytes in the Cookie header reach the app as WSGI gives them: decoded as Latin-1."""
+    signed = _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12)})
+    client = make_app().test_client(use_cookies=False)
+    for value in (raw.decode("latin-1"), signed + raw.decode("latin-1")):
+        with caplog.at_level(logging.DEBUG, logger="flask_keitaro"):
+            response = client.get("/", headers={"Cookie": f"_kst={value}"})
+        assert response.text == "landing sub_id=abc123def4567 bool=True restored=None"
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(tracker.calls) == 2
+    # The control: the same signed value alone restores.
+    assert client.get("/", headers={"Cookie": f"_kst={signed}"}).text.endswith("restored=state")
 
 
 def test_valid_forged_looking_state_signed_with_the_key_restores(
@@ -233,7 +269,7 @@ def test_state_never_holds_the_campaign_token(make_app: AppFactory) -> None:
 
 
 def test_state_keeps_a_bounded_number_of_campaigns() -> None:
-    state = ClickState("k")
+    state = ClickState(("k",))
     for n in range(20):
         state.put(f"token-{n}", ClickInfo(sub_id=f"s{n}"), 1)
     assert len(state.entries) == 8

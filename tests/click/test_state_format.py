@@ -1,35 +1,46 @@
-"""The state cookie's format: base64url JSON and an HMAC-SHA256, bounded, read straight."""
+"""The state cookie's format: itsdangerous's URL-safe serializer, bounded, read straight."""
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+import string
 import time
+import zlib
 from typing import Any
 
 import pytest
+from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import URLSafeSerializer
+from itsdangerous import Signer, URLSafeSerializer
 from werkzeug.http import parse_cookie
 
 from flask_keitaro.cookies import MAX_COOKIE, MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
-from flask_keitaro.state import MAX_CAMPAIGNS, ClickState, campaign_key, cookie_value, sign, verify
+from flask_keitaro.state import MAX_CAMPAIGNS, SALT, ClickState, campaign_key, cookie_value
+from tests.support.state import home_made_state, read_state, sign_state
+from testsupport.clicks import keitaro_state
 
 SECRET = "format-secret"
 TOKEN = "formattokenformattokenformat0001"
+BASE64URL = string.ascii_letters + string.digits + "-_"
+
+
+def _entry(**fields: Any) -> dict[str, Any]:
+    return {"s": "sub0000000001", "t": "OFFER", "e": int(time.time()) + 3600, **fields}
 
 
 def _state_value(**entry: Any) -> str:
-    data = {"s": "sub0000000001", "t": "OFFER", "e": int(time.time()) + 3600, **entry}
-    return sign(SECRET, json.dumps({campaign_key(SECRET, TOKEN): data}).encode())
+    return sign_state(SECRET, {campaign_key(SECRET, TOKEN): _entry(**entry)})
 
 
-def _restored(value: str) -> ClickInfo | None:
-    return ClickState.load((SECRET,), value).get(TOKEN)
+def _restored(value: str, keys: tuple[str, ...] = (SECRET,)) -> ClickInfo | None:
+    return ClickState.load(keys, value).get(TOKEN)
 
 
-def test_a_signed_state_round_trips() -> None:
+def test_a_signed_state_round_trips_through_itsdangerous() -> None:
     state = ClickState((SECRET,))
     info = ClickInfo(
         sub_id="abc", token="T", campaign_id=1, stream_id=2, landing_id=None, offer_ids=(3, 4),
@@ -37,8 +48,12 @@ def test_a_signed_state_round_trips() -> None:
     )  # fmt: skip
     state.put(TOKEN, info, 600)
     value = state.dumps()
-    assert set(value) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert set(value) <= set(BASE64URL + ".")  # nothing a cookie needs to quote
     assert ClickState.load((SECRET,), value).get(TOKEN) == info
+    # itsdangerous's own serializer reads it, and writes what the state reads.
+    data = read_state(SECRET, value)
+    assert data == state.entries
+    assert _restored(sign_state(SECRET, data)) == info
 
 
 def test_every_changed_character_breaks_the_signature() -> None:
@@ -47,35 +62,61 @@ def test_every_changed_character_breaks_the_signature() -> None:
     for at, char in enumerate(value):
         if char == ".":
             continue
-        changed = value[:at] + ("A" if char != "A" else "B") + value[at + 1 :]
-        assert verify((SECRET,), changed) is None, at
+        # A step of 16 changes one of the top four bits of the character's six: the last
+        # character of base64 carries two bits that decode to nothing, so changing only those
+        # gives back the same signature.
+        other = BASE64URL[(BASE64URL.index(char) + 16) % 64]
+        changed = value[:at] + other + value[at + 1 :]
+        assert _restored(changed) is None, at
 
 
 @pytest.mark.parametrize(
     "value",
     [
         pytest.param(lambda v: v[:-1], id="signature cut"),
+        pytest.param(lambda v: v[: len(v) // 2], id="truncated"),
         pytest.param(lambda v: v.partition(".")[0], id="no signature"),
         pytest.param(lambda v: v.partition(".")[2], id="signature alone"),
         pytest.param(lambda v: v[1:], id="payload cut"),
         pytest.param(lambda v: "", id="empty"),
+        pytest.param(lambda v: "." * 3, id="dots"),
         pytest.param(lambda v: v + "é", id="not ascii"),
+        pytest.param(lambda v: v + "\udcff", id="a lone surrogate"),
         pytest.param(lambda v: "x" * (MAX_COOKIE + 1), id="too long"),
     ],
 )
-def test_a_mangled_value_does_not_verify(value: Any) -> None:
-    assert verify((SECRET,), value(_state_value())) is None
-    assert _restored(value(_state_value())) is None
+def test_a_mangled_value_is_no_state(value: Any) -> None:
+    assert _restored(_state_value()) is not None  # the control
+    state = ClickState.load((SECRET,), value(_state_value()))
+    assert state.entries == {} and state.get(TOKEN) is None and not state.changed
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"[1, 2]", b'"text"', b"{", b"[" * 2_000, b"\xff\xfe"],
-    ids=["not json", "a list", "a string", "cut", "nested deep", "not utf-8"],
-)
+    [
+        b"not base64!",
+        _b64(b"not json"),
+        _b64(b"[1, 2]"),
+        _b64(b'"text"'),
+        _b64(b"{"),
+        _b64(b"[" * 2_000),
+        _b64(b'{"a": "\xff\xfe"}'),
+        b"." + _b64(b"not zlib"),
+        b"." + _b64(zlib.compress(b"[1, 2]")),
+        b"." + _b64(zlib.compress(b"{")[:-3]),
+    ],
+    ids=[
+        "not base64", "not json", "a list", "a string", "cut", "nested deep", "not utf-8",
+        "not zlib", "zlib of a list", "zlib cut",
+    ],
+)  # fmt: skip
 def test_a_signed_payload_that_is_no_state_is_no_state(payload: bytes) -> None:
-    value = sign(SECRET, payload)
-    assert verify((SECRET,), value) == (payload, 0)
+    value = Signer(SECRET, salt=SALT).sign(payload).decode()
+    assert Signer(SECRET, salt=SALT).unsign(value) == payload  # validly signed
     state = ClickState.load((SECRET,), value)
     assert state.entries == {} and state.get(TOKEN) is None
 
@@ -108,39 +149,98 @@ def test_an_entry_with_a_float_expiry_is_dropped() -> None:
     assert _restored(_state_value(e=time.time() + 3600.5)) is None
 
 
-def test_the_earlier_itsdangerous_format_is_no_state() -> None:
-    entry = {"s": "sub0000000001", "t": "OFFER", "e": int(time.time()) + 3600}
-    old = URLSafeSerializer(SECRET, salt="flask-keitaro.click-state").dumps(
-        {campaign_key(SECRET, TOKEN): entry}
-    )
-    assert _restored(str(old)) is None
+def test_a_value_of_another_salt_is_no_state() -> None:
+    data = {campaign_key(SECRET, TOKEN): _entry()}
+    assert _restored(URLSafeSerializer(SECRET, salt=SALT).dumps(data)) is not None  # control
+    assert _restored(URLSafeSerializer(SECRET, salt="another-salt").dumps(data)) is None
+    assert _restored(URLSafeSerializer(SECRET).dumps(data)) is None  # itsdangerous's default
 
 
-def test_fallback_keys_verify_and_say_which() -> None:
-    value = sign("old", b"{}")
-    assert verify(("new", "old"), value) == (b"{}", 1)
-    assert verify(("new",), value) is None
-    assert ClickState.load(("new", "old"), value).changed  # written again with "new"
-    assert not ClickState.load(("old",), value).changed
+def test_the_apps_session_cookie_is_no_state() -> None:
+    """Flask signs its session with the same SECRET_KEY and itsdangerous, under its own salt."""
+    app = Flask(__name__)
+    app.secret_key = SECRET
+
+    @app.route("/")
+    def index() -> str:
+        session[campaign_key(SECRET, TOKEN)] = _entry()
+        return ""
+
+    cookie = app.test_client().get("/").headers["Set-Cookie"]
+    value = cookie.split(";", 1)[0].split("=", 1)[1]
+    assert value.count(".") >= 2  # a signed session, timestamp and all
+    assert _restored(value) is None
+
+
+def test_a_value_of_a_home_made_format_is_no_state() -> None:
+    assert _restored(home_made_state(SECRET, {campaign_key(SECRET, TOKEN): _entry()})) is None
+
+
+def test_the_last_key_signs_and_every_key_verifies() -> None:
+    """itsdangerous's key list: the oldest first, the current key last."""
+    data = {campaign_key("old", TOKEN): _entry()}
+    for keys in (("old", "new"), ("oldest", "old", "new"), ("old", "older", "new")):
+        state = ClickState.load(keys, sign_state("old", data))
+        assert state.get(TOKEN) is not None, keys
+        assert state.changed, keys  # written again with the current key
+        value = state.dumps()
+        assert read_state("new", value) == state.entries
+        assert _restored(value, ("new",)) is not None  # the old key is no longer needed
+        with pytest.raises(AssertionError):
+            read_state("old", value)
+    assert _restored(sign_state("old", data), ("new",)) is None
+    current = ClickState.load(("old",), sign_state("old", data))
+    assert current.get(TOKEN) is not None and not current.changed
+    assert not ClickState.load(("new", "old"), sign_state("old", data)).changed
+
+
+def _random_text(rng: random.Random, size: int) -> str:
+    return "".join(rng.choices(BASE64URL, k=size))
 
 
 def test_the_cookie_never_outgrows_a_browser_and_keeps_the_newest() -> None:
     """8 campaigns with tracker values at their longest: the oldest go until it fits."""
+    rng = random.Random(7)  # random values: zlib cannot squeeze them below the limit
     state = ClickState((SECRET,), cookie_name="_kst")
-    longest = ClickInfo(
-        sub_id="s" * 64, token="t" * 512, campaign_id=10**17, stream_id=10**17,
-        landing_id=10**17, offer_ids=(10**17,) * 4, is_bot=True,
-        uniqueness={"campaign": True, "stream": True, "global": True},
-    )  # fmt: skip
     tokens = [f"campaign{n:024d}" for n in range(MAX_CAMPAIGNS)]
     for token in tokens:
-        state.put(token, longest, 3600, cookies=[f"k{n}" for n in range(8)])
+        longest = ClickInfo(
+            sub_id=_random_text(rng, 64), token=_random_text(rng, 512), campaign_id=10**17,
+            stream_id=10**17, landing_id=10**17, offer_ids=(10**17,) * 4, is_bot=True,
+            uniqueness={"campaign": True, "stream": True, "global": True},
+        )  # fmt: skip
+        state.put(token, longest, 3600, cookies=[_random_text(rng, 60) for _ in range(8)])
     value = state.dumps()
     assert len("_kst=" + value) <= MAX_COOKIE
     restored = ClickState.load((SECRET,), value)
     kept = [token for token in tokens if restored.get(token) is not None]
     assert 1 <= len(kept) < MAX_CAMPAIGNS
     assert kept == tokens[-len(kept) :]  # the newest ones
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_eight_keitaro_campaigns_fit_in_1200_bytes(seed: int) -> None:
+    """Keitaro-shaped clicks (13-character sub_id, 43-character token, a cookie each)."""
+    state = keitaro_state((SECRET,), MAX_CAMPAIGNS, seed=seed)
+    assert len(state.entries) == MAX_CAMPAIGNS
+    value = state.dumps()
+    assert len(value.encode()) <= 1200
+    restored = ClickState.load((SECRET,), value)
+    assert restored.entries == state.entries  # every campaign kept
+    assert len(restored.tracker_cookies()) == MAX_CAMPAIGNS
+
+
+def test_zlib_is_used_where_it_pays() -> None:
+    """One campaign's state is left plain (inflating costs each restored visit more than the
+    few bytes it saves); with several, zlib halves it. itsdangerous marks a compressed
+    payload with a leading dot."""
+    one = keitaro_state((SECRET,), 1).dumps()
+    eight = keitaro_state((SECRET,), MAX_CAMPAIGNS).dumps()
+    assert not one.startswith(".") and eight.startswith(".")
+    plain_eight = Signer(SECRET, salt=SALT).sign(
+        _b64(json.dumps(read_state(SECRET, eight), separators=(",", ":")).encode())
+    )
+    assert len(eight) < len(plain_eight) * 0.6
 
 
 def test_a_small_state_keeps_every_campaign() -> None:

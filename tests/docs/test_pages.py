@@ -22,7 +22,17 @@ from flask_keitaro.emulator import (
     store,
 )
 from flask_keitaro.emulator import config as emulator_config
-from tests.support.docs import DOCS, EXAMPLES, ROOT, literals, section, source, sources, table_names
+from tests.support.docs import (
+    DOCS,
+    EXAMPLES,
+    ROOT,
+    literals,
+    readme_examples,
+    section,
+    source,
+    sources,
+    table_names,
+)
 
 # `.. data:: KEITARO_X` and the options under it.
 _DATA = re.compile(r"^\.\. data:: (KEITARO_\w+)\n((?:   :\w+:.*\n)*)", re.MULTILINE)
@@ -213,6 +223,7 @@ def test_code_in_the_docs_comes_from_examples_that_the_tests_use() -> None:
         and path.name != "ruff.toml"
         and not any(part.startswith((".", "__")) for part in path.relative_to(EXAMPLES).parts)
     }
+    included |= readme_examples()  # the README shows its snippets whole
     assert examples == included, f"examples no page includes: {examples - included}"
     exercised = "".join(
         path.read_text(encoding="utf-8")

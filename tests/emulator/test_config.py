@@ -10,8 +10,6 @@ import pytest
 
 from flask_keitaro import ConfigurationError, KeitaroError
 from flask_keitaro.emulator import EmulatorConfigError, load_config
-from flask_keitaro.emulator.actions import ACTIONS
-from flask_keitaro.emulator.filters import FILTERS
 from flask_keitaro.testing import ClickAPIEmulator
 from tests.support.emulator import TOKEN, call, config, running, stream
 
@@ -96,17 +94,6 @@ def test_a_click_log_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> 
     cfg = config(stream(1), click_log=str(tmp_path / "no-such-dir" / "log.sqlite3"))
     with pytest.raises(EmulatorConfigError, match="'click_log': cannot open"):
         ClickAPIEmulator(cfg)
-
-
-def test_the_readme_config_example_is_valid_and_serves() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Config (TOML)", 1)[1]
-    text = section.split("```toml", 1)[1].split("```", 1)[0]
-    text = text.replace('click_log = "clicks.sqlite3"', 'click_log = ":memory:"')
-    with running(text) as emulator:
-        answer = call(emulator, token="q831vzbxkbcnyk23z3jwww4pbhhtpxpm", keyword="kw")
-    assert answer["headers"] == ["Location: https://offer.example/?data=kw&utm-campaign=aff1"]
-    assert answer["cookies"] == {"_subid": answer["info"]["sub_id"]}
 
 
 def test_missing_secret_gets_a_random_one() -> None:
@@ -315,16 +302,3 @@ def test_a_toml_error_names_campaign_and_stream() -> None:
         "landings)"
     )
     assert (caught.value.campaign, caught.value.stream, caught.value.key) == (2, 1117, "action")
-
-
-def readme_table_names(heading: str) -> list[str]:
-    """The names in the first column of the README table under ``heading``."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    table = readme.split(heading, 1)[1].split("\n\n", 2)[1]
-    rows = [line for line in table.splitlines() if line.startswith("| `")]
-    return [row.split("`")[1] for row in rows]
-
-
-def test_the_readme_documents_every_filter_and_action_of_the_registries() -> None:
-    assert readme_table_names("**Filters**") == list(FILTERS)
-    assert readme_table_names("**Actions**") == list(ACTIONS)

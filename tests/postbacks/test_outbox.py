@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from flask_keitaro.conversion import Conversion
-from flask_keitaro.outbox import Outbox, RetryPolicy
+from flask_keitaro.outbox import RetryPolicy
+from flask_keitaro.outbox_sqlite import SQLiteOutbox as Outbox
 from flask_keitaro.postback import PostbackClient
 from tests.support.postback_receiver import PostbackReceiver
 

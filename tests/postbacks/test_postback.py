@@ -30,6 +30,7 @@ from flask_keitaro.postback import (
     RetryPolicy,
     deliver,
 )
+from tests.support import URLLIB3_REQUEST_LINE
 from tests.support.postback_receiver import KEY, PostbackReceiver
 from testsupport.fault_server import FaultServer, ReadRequest, Trickle
 from testsupport.tracker import free_port
@@ -474,11 +475,6 @@ def test_a_tracker_trickling_its_answer_cannot_hold_a_postback_past_the_deadline
     assert elapsed < 0.7 + 0.25 + 0.3  # the budget, with slack for a loaded machine
     assert KEY not in "".join(traceback.format_exception(caught.value))
     assert caught.value.__cause__ is None and caught.value.__context__ is None
-
-
-#: urllib3's own line for each request it sent and got an answer to: it names the URL, key and
-#: all. Sites keep the ``urllib3`` logger at INFO in production (the deploying guide says so).
-URLLIB3_REQUEST_LINE = '%s://%s:%s "%s %s %s" %s %s'
 
 
 @pytest.mark.parametrize("kind", ["delivered", *FAILURES])

@@ -6,6 +6,7 @@ its matrix, gunicorn) are in the ``testsupport`` package beside ``tests``.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,3 +42,17 @@ def benchmark_names() -> list[str]:
         check=True,
     )
     return listed.stdout.split()
+
+
+#: urllib3's own DEBUG line for each request it sent and got an answer to: it names the URL,
+#: a postback's key with it (the docs say to keep the ``urllib3`` logger at INFO in production).
+URLLIB3_REQUEST_LINE = '%s://%s:%s "%s %s %s" %s %s'
+
+
+def logged_but_urllib3s_request_lines(records: list[logging.LogRecord]) -> str:
+    """The messages of ``records``, one a line, but for urllib3's own request lines."""
+    return "\n".join(
+        record.getMessage()
+        for record in records
+        if not (record.name == "urllib3.connectionpool" and record.msg == URLLIB3_REQUEST_LINE)
+    )

@@ -6,6 +6,7 @@ import importlib.util
 import re
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -19,6 +20,27 @@ EXAMPLES = DOCS / "examples"
 
 # reST section underlines (and overlines) are one punctuation character repeated.
 _UNDERLINE = re.compile(r"^([=\-~^\"'`#*+<>])\1+$")
+
+
+def runnable(path: Path) -> str:
+    """An example file from its first import on: what the README shows of it, whole."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    first = next(
+        n
+        for n, line in enumerate(lines)
+        if line.startswith(("import ", "from ")) and not line.startswith("from __future__")
+    )
+    return "\n".join(lines[first:]) + "\n"
+
+
+def readme_examples() -> set[str]:
+    """The examples the README shows, relative to ``docs/examples``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return {
+        path.relative_to(EXAMPLES).as_posix()
+        for path in EXAMPLES.rglob("*.py")
+        if f"```python\n{runnable(path)}```" in readme
+    }
 
 
 def source(name: str) -> str:

@@ -11,8 +11,9 @@ from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
 app = Flask(__name__)
 # Signs the click state cookie: the same key on every worker and machine.
 app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY", "change-me")
-# Keys that signed the cookies visitors still hold: checked, never used to
-# sign. Rotate by moving the old SECRET_KEY here and setting a new one.
+# Keys that signed the cookies visitors still hold, oldest first: checked,
+# never used to sign. Rotate by moving the old SECRET_KEY here (at the end)
+# and setting a new one.
 app.config["SECRET_KEY_FALLBACKS"] = [
     key for key in os.environ.get("OLD_SECRET_KEYS", "").split(",") if key
 ]
