@@ -103,9 +103,10 @@ def test_https_proxy_tunnels_the_click_to_a_tls_tracker(
     port = tls_tracker.url.rsplit(":", 1)[1]
     (tunnel,) = connect_proxy.passed  # one tunnel, kept alive for the second call
     assert (tunnel.method, tunnel.target) == ("CONNECT", f"127.0.0.1:{port}")
-    assert tunnel.headers["Proxy-Authorization"] == "Basic " + base64.b64encode(
-        b"site:secret"
-    ).decode()
+    assert (
+        tunnel.headers["Proxy-Authorization"]
+        == "Basic " + base64.b64encode(b"site:secret").decode()
+    )
     assert [call.form["token"] for call in tls_tracker.calls] == [TOKEN, TOKEN]
     # The proxy's credentials are the proxy's: none inside the tunnel, to the tracker.
     assert "Proxy-Authorization" not in tls_tracker.last.headers
@@ -363,4 +364,3 @@ def test_a_forked_child_reads_the_environment_again(
     assert json.loads(done.stdout) == [sub_id, sub_id, sub_id, 0]
     assert forward_proxy.targets == [f"{tracker.url}/click_api/v3"]  # the child's call only
     assert len(tracker.calls) == 3
-

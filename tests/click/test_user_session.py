@@ -229,9 +229,7 @@ class CountingAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def test_a_users_own_adapter_is_used_as_it_is(
-    site: SiteFactory, tracker: RecordingTracker
-) -> None:
+def test_a_users_own_adapter_is_used_as_it_is(site: SiteFactory, tracker: RecordingTracker) -> None:
     adapter = CountingAdapter()
     session = requests.Session()
     session.mount(tracker.url, adapter)
