@@ -293,6 +293,25 @@ def test_the_sessions_verify_is_used_when_the_key_is_unset(
     assert len(tls_tracker.calls) == 1
 
 
+def test_the_sessions_verify_beats_the_ca_bundle_variables(
+    site: SiteFactory,
+    tls_tracker: RecordingTracker,
+    pki: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    trusting = requests.Session()
+    trusting.verify = pki.ca
+    assert visit(site(tls_tracker.url, session=trusting)) == CLICKED
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", pki.ca)
+    distrusting = requests.Session()
+    distrusting.verify = certifi.where()
+    assert visit(site(tls_tracker.url, session=distrusting)) == NO_CLICK
+    assert visit(site(tls_tracker.url, session=requests.Session())) == CLICKED  # the default
+    assert len(tls_tracker.calls) == 2
+
+
 # Read once, at set-up
 
 
