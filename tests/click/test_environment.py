@@ -11,15 +11,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import certifi
 import pytest
 import requests
 from flask import Flask
+from werkzeug.test import Client
 
-from flask_keitaro import TrackerError, TrackerUnavailable, click_failed
+from flask_keitaro import KeitaroMiddleware, TrackerError, TrackerUnavailable, click_failed
 from tests.support import ROOT, TOKEN
 from tests.support.network import CLICKED, NO_CLICK, SiteFactory
 from tests.support.network import clean_environment as clean_environment
@@ -31,6 +32,9 @@ from tests.support.network import tls_tracker as tls_tracker
 from tests.support.proxies import ConnectProxy, ForwardProxy
 from tests.support.tls import Certificates
 from testsupport.tracker import RecordingTracker, free_port
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
 def visit(app: Flask) -> str:
@@ -221,6 +225,24 @@ def test_a_proxy_that_cannot_reach_the_tracker_is_a_tracker_failure(
     assert [type(error) for error in errors] == [TrackerUnavailable]
 
 
+def test_the_middleware_follows_the_proxy_variables(
+    tracker: RecordingTracker, forward_proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", forward_proxy.url)
+
+    def own_page(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        click = environ["keitaro.click"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(click.sub_id).encode()]
+
+    door = KeitaroMiddleware(own_page, tracker_url=tracker.url, campaigns={"/": TOKEN})
+    try:
+        assert Client(door).get("/").text == "abc123def4567"
+    finally:
+        door.close()
+    assert forward_proxy.targets == [f"{tracker.url}/click_api/v3"]
+
+
 # CA bundles
 
 
@@ -339,6 +361,7 @@ def test_the_environment_is_read_when_the_app_is_made(
 _FORKED = """
 import json, os, sys
 from flask import Flask
+from werkzeug.test import Client
 from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
 
 app = Flask(__name__)
