@@ -63,6 +63,7 @@ nitpick_ignore = [
     ("py:class", "Keyword"),
     ("py:class", "SendParams"),
     ("py:class", "CampaignSpec"),
+    ("py:class", "HTTPSession"),
     # What make_emulator_server returns: described in prose on the API page.
     ("py:class", "flask_keitaro.emulator.wsgi_server.KeepAliveWSGIServer"),
     # The WSGI callable type of PEP 3333 (typeshed's name for it).
@@ -88,6 +89,7 @@ external_links: dict[str, str] = {
     + "datastructures/#werkzeug.datastructures.Headers",
     "werkzeug.datastructures.Headers": WERKZEUG + "datastructures/#werkzeug.datastructures.Headers",
     "requests.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
+    "requests.sessions.Session": "https://requests.readthedocs.io/en/latest/api/#requests.Session",
     "blinker.base.NamedSignal": "https://blinker.readthedocs.io/en/stable/#blinker.NamedSignal",
 }
 # Standard library modules whose names appear in signatures: linked to docs.python.org.

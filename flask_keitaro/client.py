@@ -18,18 +18,22 @@ from .errors import (
 )
 from .fields import ClickOptions, build_call, encode_form
 from .result import ClickResult
-from .transport import Transport
+from .transport import HTTPSession, Transport
 from .visitor import Visitor
 
 
 class ClickAPIClient:
-    """Makes Click API v3 calls over a pool of keep-alive connections.
+    """Makes Click API v3 calls through requests, over a pool of keep-alive connections.
 
     The pool is shared by all threads (``pool_size`` connections at most), so a worker
     thread reuses a connection from visit to visit. Each call has one deadline,
     ``connect + read`` seconds of ``timeout``, however slowly the tracker answers. A click
     is never retried once the call may have reached the tracker; a refused connection is
     retried once. ``click`` raises nothing but a :class:`~flask_keitaro.errors.TrackerError`.
+
+    ``verify`` is as ``KEITARO_VERIFY_SSL``; ``session`` a :class:`requests.Session` or a
+    callable making one, whose proxies, TLS settings and adapter the calls use
+    (see :class:`~flask_keitaro.KeitaroExtension`).
     """
 
     def __init__(
@@ -37,9 +41,10 @@ class ClickAPIClient:
         tracker_url: str,
         *,
         timeout: tuple[float, float] = (2.0, 5.0),
-        verify: bool | str = True,
+        verify: bool | str | None = None,
         pool_size: int = 32,
         uniqueness_cookie: str = "_kuc",
+        session: HTTPSession | None = None,
     ) -> None:
         self.tracker_url = tracker_url.rstrip("/")
         self.endpoint = f"{self.tracker_url}/click_api/v3"
@@ -51,6 +56,7 @@ class ClickAPIClient:
             timeout=timeout,
             verify=verify,
             pool_size=pool_size,
+            session=session,
         )
 
     def close(self) -> None:

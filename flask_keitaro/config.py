@@ -183,14 +183,15 @@ def _header_name(key: str, value: object) -> str | None:
     return value
 
 
-def _verify(key: str, value: object) -> bool | str:
-    if isinstance(value, bool):
+def _verify(key: str, value: object) -> bool | str | None:
+    """``None`` (requests' rule), ``True`` (certifi), ``False`` or an existing CA bundle path."""
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str) and value:
         if not os.path.exists(value):
             raise ConfigurationError(key, value, "CA bundle path does not exist")
         return value
-    raise ConfigurationError(key, value, "must be True, False or a CA bundle path")
+    raise ConfigurationError(key, value, "must be None, True, False or a CA bundle path")
 
 
 def _secure(key: str, value: object) -> bool | Literal["auto"]:
@@ -270,7 +271,7 @@ class KeitaroConfig:
     enabled: bool = _key(True, validate_bool)
     tracker_url: str = _key(None, validate_tracker_url)
     timeout: tuple[float, float] = _key((2.0, 5.0), validate_timeout)
-    verify_ssl: bool | str = _key(True, _verify)
+    verify_ssl: bool | str | None = _key(None, _verify)
     force_redirect_offer: bool = _key(False, validate_bool)
     send_params: SendParams = _key("all", validate_send_params)
     ip_header: str | None = _key(None, _header_name)

@@ -15,31 +15,45 @@ from urllib.parse import urlencode
 from .config import validate_postback_url
 from .conversion import Conversion
 from .errors import ConfigurationError, InvalidTrackerResponse, TrackerError, TrackerUnavailable
-from .transport import Transport
+from .transport import HTTPSession, Transport
+
+#: Connections kept open to the postback URL by one client (conversions are few).
+POSTBACK_POOL_SIZE = 4
+
+
+def postback_transport(
+    url: str,
+    timeout: tuple[float, float],
+    verify: bool | str | None,
+    session: HTTPSession | None = None,
+) -> Transport:
+    """The pooled transport of a postback client: the click path's, with fewer connections."""
+    return Transport(
+        url, timeout=timeout, verify=verify, pool_size=POSTBACK_POOL_SIZE, session=session
+    )
 
 
 class _Transports:
-    """The process's pooled postback connections, one pool per URL, made anew after a fork."""
+    """The transports of :func:`deliver`, one per URL; a forked child remakes their pools."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pools: dict[tuple[str, tuple[float, float], bool | str], Transport] = {}
+        self._pools: dict[tuple[str, tuple[float, float], bool | str | None], Transport] = {}
 
-    def get(self, url: str, timeout: tuple[float, float], verify: bool | str) -> Transport:
+    def get(self, url: str, timeout: tuple[float, float], verify: bool | str | None) -> Transport:
         with self._lock:
             key = (url, timeout, verify)
             transport = self._pools.get(key)
             if transport is None:
                 if len(self._pools) >= _MAX_POOLS:
                     self._pools.pop(next(iter(self._pools))).close()
-                transport = Transport(url, timeout=timeout, verify=verify, pool_size=4)
+                transport = postback_transport(url, timeout, verify)
                 self._pools[key] = transport
             return transport
 
     def after_fork(self) -> None:
-        # The parent's sockets and lock are not this process's: forget them, do not close them.
+        # The lock may have been held by a thread the child does not have.
         self._lock = threading.Lock()
-        self._pools = {}
 
 
 #: Postback URLs with a pool kept open at once (a site has one; tasks may name a few).
@@ -49,16 +63,13 @@ _TRANSPORTS = _Transports()
 os.register_at_fork(after_in_child=_TRANSPORTS.after_fork)
 
 
-def post_fields(
-    url: str, fields: list[tuple[str, str]], timeout: tuple[float, float], verify: bool | str
-) -> TrackerError | None:
-    """POST ``fields`` to ``url``; the error that kept the tracker from acknowledging, if any.
+def post_fields(transport: Transport, fields: list[tuple[str, str]]) -> TrackerError | None:
+    """POST ``fields`` on ``transport``; the error that kept the tracker from acknowledging.
 
     The call has the click path's hard deadline (connect + read seconds for the whole call).
     The error is made here, outside any ``except`` block and without a cause, so that it
     carries no lower-level error (whose text could hold the URL and its key).
     """
-    transport = _TRANSPORTS.get(url, timeout, verify)
     status: int | None = None
     failed: TrackerError | None = None
     try:
@@ -92,7 +103,7 @@ def deliver(
     conversion: Conversion | Mapping[str, Any],
     *,
     timeout: tuple[float, float] = (2.0, 5.0),
-    verify: bool | str = True,
+    verify: bool | str | None = None,
 ) -> None:
     """Send one conversion to the postback ``url``; return once the tracker acknowledged it.
 
@@ -106,6 +117,6 @@ def deliver(
     url = checked_url(url)
     if not isinstance(conversion, Conversion):
         conversion = Conversion.from_fields(conversion)
-    error = post_fields(url, conversion.fields(), timeout, verify)
+    error = post_fields(_TRANSPORTS.get(url, timeout, verify), conversion.fields())
     if error is not None:
         raise error

@@ -31,6 +31,7 @@ from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
 from .result import Click
 from .state import SecretKeys
+from .transport import HTTPSession, check_session
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -142,16 +143,29 @@ class KeitaroExtension:
     ``options`` are config keys in lower case without the ``KEITARO_`` prefix
     (``tracker_url=...``, ``fail_mode="closed"``); ``init_app`` writes them into the app's
     config, where they beat what was there.
+
+    ``session`` is a :class:`requests.Session`, or a zero-argument callable making one (each
+    forked worker then makes its own; a Session given as it is has its adapters closed in a
+    forked child). Of it the tracker calls and postbacks use its ``proxies``, ``verify``,
+    ``cert`` and ``trust_env``, read once when the app is set up (and again in a forked
+    child), and the adapter it has for the tracker's URL: when that is requests' stock
+    ``HTTPAdapter``, the package's own adapter (with the whole-call deadline) takes its place;
+    any other adapter is used as it is. Its ``headers``, ``auth``, ``params``, ``hooks`` and
+    cookie jar are never used, no cookie of the tracker's HTTP answer is kept, and nothing is
+    mounted on it.
     """
 
     #: The same as :func:`keitaro_campaign`.
     campaign = staticmethod(keitaro_campaign)
 
-    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+    def __init__(
+        self, app: Flask | None = None, *, session: HTTPSession | None = None, **options: Any
+    ) -> None:
         for name, value in options.items():
             if name not in OPTIONS:
                 raise ConfigurationError(name, value, "is not a flask-keitaro option")
         self._options = {OPTIONS[name]: value for name, value in options.items()}
+        self._session = check_session(session)
         if app is not None:
             self.init_app(app)
 
@@ -175,8 +189,10 @@ class KeitaroExtension:
                     logger.warning("Unknown config key %s: did you mean %s?", key, close[0])
         config = KeitaroConfig.from_mapping(app.config)
         session_cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
-        pipeline = Pipeline.from_config(config, session_cookie=session_cookie)
-        postbacks = postback_client(config, app.instance_path, sender=app)
+        pipeline = Pipeline.from_config(
+            config, session_cookie=session_cookie, session=self._session
+        )
+        postbacks = postback_client(config, app.instance_path, sender=app, session=self._session)
         state = KeitaroState(self, config, pipeline.client, pipeline, postbacks)
         app.extensions[_EXTENSION_KEY] = state
         if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:

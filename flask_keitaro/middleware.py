@@ -22,6 +22,7 @@ from .errors import ConfigurationError
 from .pipeline import PerRequest, Pipeline, Route
 from .postback import PostbackResult, report
 from .postback import from_config as postback_client
+from .transport import HTTPSession, check_session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -62,6 +63,9 @@ class KeitaroMiddleware:
     With ``postback_url=...`` conversions are reported with :meth:`postback` or the click's
     own ``postback()``; a relative ``postback_outbox`` is under the current directory at the
     time the middleware is made.
+
+    ``session`` is a :class:`requests.Session` or a zero-argument callable making one, used
+    as the extension uses it (see :class:`~flask_keitaro.KeitaroExtension`).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class KeitaroMiddleware:
         tracker_url: str | None = None,
         campaigns: Mapping[str, CampaignSpec],
         secret_key: str | bytes | None = None,
+        session: HTTPSession | None = None,
         **options: Any,
     ) -> None:
         for name, value in options.items():
@@ -80,9 +85,10 @@ class KeitaroMiddleware:
         config[OPTIONS["tracker_url"]] = tracker_url
         self.app = app
         checked = KeitaroConfig.from_mapping(config)
-        self.pipeline = Pipeline.from_config(checked)
+        session = check_session(session)
+        self.pipeline = Pipeline.from_config(checked, session=session)
         #: The postback client (``None`` without ``postback_url``).
-        self.postbacks = postback_client(checked, os.getcwd(), sender=self)
+        self.postbacks = postback_client(checked, os.getcwd(), sender=self, session=session)
         self.secret_keys: tuple[str | bytes, ...] = (secret_key,) if secret_key else ()
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []

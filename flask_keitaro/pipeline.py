@@ -28,6 +28,7 @@ from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
 from .result import Click, ClickResult
 from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
+from .transport import HTTPSession
 from .visitor import Visitor, is_prefetch
 
 logger = logging.getLogger("flask_keitaro")
@@ -223,14 +224,25 @@ class Pipeline:
         )
 
     @classmethod
-    def from_config(cls, config: KeitaroConfig, *, session_cookie: str | None = None) -> Pipeline:
-        """A pipeline with its own pooled tracker client, made from ``config``."""
+    def from_config(
+        cls,
+        config: KeitaroConfig,
+        *,
+        session_cookie: str | None = None,
+        session: HTTPSession | None = None,
+    ) -> Pipeline:
+        """A pipeline with its own pooled tracker client, made from ``config``.
+
+        ``session`` is the :class:`requests.Session` (or a callable making one) the calls
+        go through; ``session_cookie`` the name of the app's own session cookie.
+        """
         client = ClickAPIClient(
             config.tracker_url,
             timeout=config.timeout,
             verify=config.verify_ssl,
             pool_size=config.pool_size,
             uniqueness_cookie=config.uniqueness_cookie,
+            session=session,
         )
         return cls(config, client, session_cookie=session_cookie)
 

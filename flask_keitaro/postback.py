@@ -25,9 +25,10 @@ from typing import Any, Literal
 from . import signals
 from .config import KeitaroConfig, outbox_path
 from .conversion import Conversion, postback_method
-from .delivery import checked_url, deliver, post_fields
+from .delivery import checked_url, deliver, post_fields, postback_transport
 from .errors import ConfigurationError, PostbackError, TrackerError, postback_url_hint
 from .outbox import Claim, Outbox, OutboxError, PostbackRecord, RetryPolicy
+from .transport import HTTPSession, check_session
 
 __all__ = [
     "Conversion",
@@ -117,8 +118,14 @@ class PostbackClient:
     :param url: Keitaro's postback URL, ``https://tracker.example.com/<postback key>/postback``.
     :param outbox: the SQLite outbox file; ``None`` sends directly (a tracker failure is then
         a :exc:`~flask_keitaro.PostbackError`).
-    :param timeout: ``(connect, read)`` seconds, as for clicks.
-    :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+    :param timeout: ``(connect, read)`` seconds, as for clicks: the whole delivery has
+        their sum.
+    :param verify: TLS verification, as ``KEITARO_VERIFY_SSL``: ``None`` (requests' rule:
+        the session's ``verify``, ``REQUESTS_CA_BUNDLE``, certifi), ``True`` (certifi),
+        ``False`` or a CA bundle path.
+    :param session: a :class:`requests.Session`, or a callable making one, whose proxies,
+        TLS settings and adapter for the URL the postbacks use (as the extension's
+        ``session``).
     :param sender: what signals are sent with (the extension gives the app); the client
         itself by default.
     :param retry: the back-off between delivery attempts.
@@ -133,13 +140,15 @@ class PostbackClient:
         *,
         outbox: str | os.PathLike[str] | None = None,
         timeout: tuple[float, float] = (2.0, 5.0),
-        verify: bool | str = True,
+        verify: bool | str | None = None,
         sender: Any = None,
         retry: RetryPolicy | None = None,
         lease: float | None = None,
         threads: bool | None = None,
+        session: HTTPSession | None = None,
     ) -> None:
         self._url = checked_url(url)
+        self._transport = postback_transport(self._url, timeout, verify, check_session(session))
         self.timeout = timeout
         self.verify = verify
         self.sender = self if sender is None else sender
@@ -180,7 +189,7 @@ class PostbackClient:
         stored nor delivered does this raise :exc:`~flask_keitaro.PostbackError`.
         """
         claim = self._store(conversion)
-        error = post_fields(self._url, conversion.fields(), self.timeout, self.verify)
+        error = post_fields(self._transport, conversion.fields())
         if error is None:
             record = PostbackRecord(None, conversion, 1, time.time())
             if claim is not None:
@@ -222,7 +231,7 @@ class PostbackClient:
             assert claim.record.id is not None
             last = claim.record.id
             conversion = claim.record.conversion
-            error = post_fields(self._url, conversion.fields(), self.timeout, self.verify)
+            error = post_fields(self._transport, conversion.fields())
             if error is None:
                 self._mark_delivered(claim)
                 delivered += 1
@@ -341,11 +350,13 @@ class PostbackClient:
         self._checked_pending = False
 
 
-def from_config(config: KeitaroConfig, base_dir: str, sender: Any) -> PostbackClient | None:
+def from_config(
+    config: KeitaroConfig, base_dir: str, sender: Any, session: HTTPSession | None = None
+) -> PostbackClient | None:
     """The postback client of an app (or a middleware); ``None`` without a postback URL.
 
     A relative ``KEITARO_POSTBACK_OUTBOX`` is under ``base_dir`` (the app's instance folder).
-    Postbacks take the click path's timeouts and TLS settings.
+    Postbacks take the click path's timeouts, TLS settings and ``session``.
     """
     if config.postback_url is None:
         return None
@@ -355,6 +366,7 @@ def from_config(config: KeitaroConfig, base_dir: str, sender: Any) -> PostbackCl
         timeout=config.timeout,
         verify=config.verify_ssl,
         sender=sender,
+        session=session,
     )
 
 

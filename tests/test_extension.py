@@ -254,7 +254,7 @@ BAD_CONFIG = [
     ("KEITARO_TIMEOUT", "5"),
     ("KEITARO_TIMEOUT", (1, 2, 3)),
     ("KEITARO_TIMEOUT", True),
-    ("KEITARO_VERIFY_SSL", None),
+    ("KEITARO_VERIFY_SSL", 1),
     ("KEITARO_VERIFY_SSL", ""),
     ("KEITARO_VERIFY_SSL", "/no/such/ca-bundle.pem"),
     ("KEITARO_FORCE_REDIRECT_OFFER", "yes"),
@@ -311,6 +311,8 @@ CA_BUNDLE = __file__
         ("KEITARO_TIMEOUT", [0.5, 10], (0.5, 10.0)),
         ("KEITARO_VERIFY_SSL", CA_BUNDLE, CA_BUNDLE),
         ("KEITARO_VERIFY_SSL", False, False),
+        ("KEITARO_VERIFY_SSL", True, True),
+        ("KEITARO_VERIFY_SSL", None, None),
         ("KEITARO_SEND_PARAMS", ["sub_id_1"], ("sub_id_1",)),
         (
             "KEITARO_TRUSTED_PROXIES",

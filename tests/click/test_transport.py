@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flask_keitaro import ClickAPIClient, TrackerTimeout, TrackerUnavailable, Visitor
-from flask_keitaro import transport as transport_module
+from flask_keitaro import deadline as deadline_module
 from flask_keitaro._version import __version__
 from flask_keitaro.errors import InvalidTrackerResponse, TrackerError
 from flask_keitaro.transport import Transport
@@ -244,8 +244,10 @@ def test_answers_without_a_length_are_read_whole(framing: bytes) -> None:
 def test_answers_without_a_length_are_bounded(
     chunked: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past the size limit, an answer of unknown length is refused as it arrives."""
-    monkeypatch.setattr(transport_module, "MAX_ANSWER_BYTES", 200_000)
+    """Past the size limit (and the framing's allowance), an answer of unknown length is
+    refused as it arrives."""
+    monkeypatch.setattr(deadline_module, "MAX_ANSWER_BYTES", 200_000)
+    monkeypatch.setattr(deadline_module, "WIRE_ALLOWANCE", 16_384)
     piece = b"x" * 65536
 
     def handle(conn: socket.socket) -> None:

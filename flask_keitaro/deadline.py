@@ -1,0 +1,443 @@
+"""The package's Transport Adapter: one deadline for the whole call, and no answer that can cross.
+
+:class:`DeadlineAdapter` is a subclass of requests' :class:`~requests.adapters.HTTPAdapter`
+(requests' documented extension point). Its :meth:`~DeadlineAdapter.send` holds the call's
+budget — ``connect + read`` seconds from the moment it is called — and one of ``pool_size``
+slots around requests' own ``send`` and the reading of the answer; everything else happens
+below it, in the pool, connection and response classes the adapter installs through
+urllib3's public knobs (``pool_classes_by_scheme``, ``ConnectionCls``, ``response_class``):
+
+* name resolution runs in a thread the call waits on for at most the time left (the system
+  resolver has no timeout), connecting and the TLS handshake get at most the connect
+  seconds, and every read of the answer at most the time left, so a tracker that trickles
+  its answer a byte at a time cannot hold a visitor past the deadline;
+* up to :data:`MAX_INTERIM_ANSWERS` interim answers (``102``, ``103``) are read past to the
+  final one; a ``101``, a compressed answer, an answer over :data:`MAX_ANSWER_BYTES`, or a
+  head over http.client's bounds (100 header lines, 64 KiB a line) is an
+  :exc:`InvalidAnswer`, refused before its body is read;
+* a connection goes back to the pool only after a final ``200`` read to the end of its
+  framing; any other answer closes it, and urllib3 drops a pooled connection that holds
+  bytes nobody asked for before it is used again.
+
+Because all of it is below ``HTTPAdapter.send``, a library that patches that method (the
+``responses`` mock) still sees every call.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import ipaddress
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, select_proxy
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+#: The largest answer body accepted from the tracker; a larger one is an :exc:`InvalidAnswer`.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+#: What one answer may take on the wire beyond its body: the head, and a chunked body's
+#: framing. Together with :data:`MAX_ANSWER_BYTES` it bounds what is read for any framing.
+WIRE_ALLOWANCE = 1024 * 1024
+
+#: How many interim (1xx) answers are read past before the final one.
+MAX_INTERIM_ANSWERS = 5
+
+#: How many name resolutions may wait on a stuck resolver at once. A resolution cannot be
+#: cancelled: it holds a thread until the system resolver gives up, so their number is capped.
+MAX_PENDING_RESOLUTIONS = 8
+
+_pending_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
+
+
+class InvalidAnswer(Exception):
+    """The tracker's answer breaks a rule of the transport; the package reports it as
+    :exc:`~flask_keitaro.InvalidTrackerResponse` (the tracker is up: no breaker count)."""
+
+
+class NoFreeConnection(requests.exceptions.ConnectTimeout):
+    """No connection to the tracker came free within the call's deadline."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The time one call may take: at most ``connect`` s to connect, all of it by ``deadline``.
+
+    ``by_name``: the call goes through an HTTPS proxy, whose certificate is checked against
+    its name, so the connection is made by name (after the name was resolved in time once).
+    """
+
+    deadline: float
+    connect: float
+    by_name: bool = False
+
+    @classmethod
+    def start(cls, timeout: tuple[float, float], by_name: bool = False) -> Budget:
+        """The budget of a call starting now with ``(connect, read)`` seconds."""
+        return cls(time.monotonic() + timeout[0] + timeout[1], timeout[0], by_name)
+
+    def remaining(self) -> float:
+        """Seconds left; raises ``TimeoutError`` when none are."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's deadline passed")
+        return left
+
+
+# The budget of the call running in this thread (or task): the connection and response
+# classes below read it at each step, since urllib3 hands nothing of the caller's down to them.
+_budget: ContextVar[Budget] = ContextVar("flask_keitaro_call_budget")
+
+
+def current_budget() -> Budget:
+    """The running call's :class:`Budget`."""
+    try:
+        return _budget.get()
+    except LookupError:
+        raise RuntimeError("a deadline connection was used outside DeadlineAdapter.send") from None
+
+
+def resolve(host: str, port: int, budget: Budget) -> list[str]:
+    """The addresses of ``host``, in the resolver's order, within ``budget``.
+
+    The system resolver has no timeout of its own: it runs in a daemon thread while the
+    caller waits at most the time left. Raises ``TimeoutError`` or ``OSError``.
+    """
+    try:
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        pass
+    pending = _pending_resolutions
+    if not pending.acquire(timeout=budget.remaining()):
+        raise TimeoutError(f"too many resolutions of {host!r} are pending")
+    answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            answer.put(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller's thread
+            answer.put(exc)
+        finally:
+            pending.release()
+
+    threading.Thread(target=run, name="flask-keitaro-resolve", daemon=True).start()
+    try:
+        found = answer.get(timeout=budget.remaining())
+    except queue.Empty:
+        raise TimeoutError(f"resolving {host!r} took too long") from None
+    if isinstance(found, Exception):
+        raise found
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
+def chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every error it wraps: causes, contexts, and (as urllib3 nests them) args."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        yield cur
+        stack += [cur.__cause__, cur.__context__, *cur.args]
+
+
+def _too_large() -> InvalidAnswer:
+    return InvalidAnswer(f"the tracker's answer is over {MAX_ANSWER_BYTES} bytes")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket under one answer: each read waits at most the time left, and at most
+    :data:`MAX_ANSWER_BYTES` and :data:`WIRE_ALLOWANCE` are read, whatever the framing."""
+
+    def __init__(self, sock: socket.socket, budget: Budget) -> None:
+        super().__init__()
+        # makefile keeps the socket open for this reader when the connection lets go of it.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._socket = sock
+        self._budget = budget
+        self._left = MAX_ANSWER_BYTES + WIRE_ALLOWANCE
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._socket.settimeout(self._budget.remaining())
+        count = self._raw.readinto(buffer)
+        if count:
+            self._left -= count
+            if self._left < 0:
+                raise _too_large()
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class DeadlineResponse(http.client.HTTPResponse):
+    """``http.client``'s response, reading through the call's deadline, refusing what must not
+    be taken (see the module's text)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        plain = self.fp
+        self.fp = io.BufferedReader(_DeadlineReader(sock, current_budget()))
+        plain.close()  # the base class's reader, never read; the socket stays open for ours
+
+    def begin(self) -> None:
+        for _ in range(MAX_INTERIM_ANSWERS + 1):
+            try:
+                super().begin()
+            except http.client.LineTooLong as exc:
+                raise InvalidAnswer("a line of the tracker's answer head is over 64 KiB") from exc
+            except http.client.HTTPException as exc:
+                if type(exc) is not http.client.HTTPException:
+                    raise  # a cut-off or garbled status line: the connection failed
+                raise InvalidAnswer(f"the tracker's answer head is too long ({exc})") from exc
+            if self.status >= 200:
+                break
+            if self.status == 101:
+                raise InvalidAnswer("the tracker tried to switch protocols (101)")
+            # An interim answer (102, 103): its head is read; the final answer follows.
+            self.headers = self.msg = None  # type: ignore[assignment]
+        else:
+            raise InvalidAnswer(f"the tracker sent over {MAX_INTERIM_ANSWERS} interim answers")
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise InvalidAnswer("the tracker's answer is encoded, though identity was asked for")
+        if self.length is not None and self.length > MAX_ANSWER_BYTES:
+            raise _too_large()
+
+
+class DeadlineConnection(HTTPConnection):
+    """A urllib3 connection whose name resolution and connecting draw on the call's budget.
+
+    The name is resolved within the budget; then each address is connected to in turn (the
+    connection's ``host`` is the address meanwhile, and TLS checks the name), each within the
+    connect seconds. When every address refused, they are tried once more: the call never
+    reached the tracker.
+    """
+
+    response_class = DeadlineResponse
+
+    def connect(self) -> None:
+        budget = current_budget()
+        name = self.host
+        try:
+            addresses = resolve(name, self.port, budget)
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(self, f"resolving {name} took too long") from exc
+        except socket.gaierror as exc:
+            raise NameResolutionError(name, self, exc) from exc
+        except (OSError, UnicodeError) as exc:
+            raise NewConnectionError(self, f"cannot resolve {name} ({exc})") from exc
+        if budget.by_name:
+            addresses = [name]
+        # TLS to the tracker checks its name, not the address; through a tunnel urllib3 takes
+        # the tunnel's host.
+        tls = self if isinstance(self, HTTPSConnection) else None
+        tls_name = tls is not None and tls.server_hostname is None and not self.proxy_is_tunneling
+        if tls is not None and tls_name:
+            tls.server_hostname = name
+        error: ConnectTimeoutError | None = None
+        try:
+            for _attempt in (1, 2):
+                refused = True
+                for address in addresses:
+                    try:
+                        self.timeout = min(budget.connect, budget.remaining())
+                    except TimeoutError as exc:
+                        raise ConnectTimeoutError(self, f"connecting to {name} timed out") from exc
+                    self.host = address
+                    try:
+                        super().connect()
+                    except ConnectTimeoutError as exc:  # NewConnectionError is one too
+                        error = exc
+                        refused = refused and isinstance(exc.__cause__, ConnectionRefusedError)
+                        continue
+                    finally:
+                        self.host = name
+                    _send_within(self, name, budget)
+                    return
+                if not refused:
+                    break
+        finally:
+            if tls is not None and tls_name:
+                tls.server_hostname = None
+        assert error is not None
+        raise error
+
+
+def _send_within(conn: HTTPConnection, name: str, budget: Budget) -> None:
+    """Give sending on the new connection ``conn`` what is left of ``budget``."""
+    try:
+        assert conn.sock is not None
+        conn.sock.settimeout(budget.remaining())
+    except TimeoutError as exc:
+        conn.close()
+        raise ConnectTimeoutError(conn, f"connecting to {name} timed out") from exc
+
+
+class DeadlineHTTPSConnection(DeadlineConnection, HTTPSConnection):
+    """The HTTPS variant of :class:`DeadlineConnection`."""
+
+
+class DeadlinePool(HTTPConnectionPool):
+    """urllib3's pool, making :class:`DeadlineConnection` connections."""
+
+    ConnectionCls = DeadlineConnection
+
+
+class DeadlineHTTPSPool(HTTPSConnectionPool):
+    """urllib3's HTTPS pool, making :class:`DeadlineHTTPSConnection` connections."""
+
+    ConnectionCls = DeadlineHTTPSConnection
+
+
+#: The pools the adapter's pool and proxy managers make.
+POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {
+    "http": DeadlinePool,
+    "https": DeadlineHTTPSPool,
+}
+
+# Adapters a forked child inherited while a call was running in the parent: their pools'
+# locks may be held for good, so they are kept (never closed, never collected) and left alone.
+_ORPHANS: list[HTTPAdapter] = []
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter with one deadline for the whole call and ``pool_size`` slots.
+
+    ``timeout`` is ``(connect, read)``: the call takes at most their sum, waiting for a slot
+    included. The answer of a ``200`` is read before :meth:`send` returns (``.content``);
+    another status is not read, and its connection is closed. No cookie of the answer is
+    kept.
+    """
+
+    def __init__(self, pool_size: int) -> None:
+        #: One per call on the wire: taken with the time left, so none waits past its deadline.
+        self.slots = threading.BoundedSemaphore(pool_size)
+        #: Calls inside :meth:`send` (read in a forked child, see :meth:`forget`).
+        self.in_flight = 0
+        self.in_flight_lock = threading.Lock()
+        super().__init__(
+            pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
+        )
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(POOL_CLASSES)
+        return manager
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        # requests' own, but that the answer's cookies are not taken into a jar: the package
+        # never keeps nor forwards a Set-Cookie of the tracker's HTTP answer.
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = str(req.url)
+        response.request = req
+        response.connection = self
+        return response
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        by_name = False
+        if proxies:
+            proxy = select_proxy(str(request.url), proxies)
+            by_name = proxy is not None and proxy.lower().startswith("https:")
+        budget = Budget.start((float(connect), float(read)), by_name)
+        token = _budget.set(budget)
+        with self.in_flight_lock:
+            self.in_flight += 1
+        try:
+            if not self.slots.acquire(timeout=max(budget.deadline - time.monotonic(), 0.0)):
+                raise NoFreeConnection("no connection to the tracker came free in time")
+            try:
+                left = budget.remaining()
+                response = super().send(
+                    request,
+                    stream=True,
+                    timeout=(min(budget.connect, left), left),
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                )
+                _settle(response)
+                return response
+            finally:
+                self.slots.release()
+        finally:
+            with self.in_flight_lock:
+                self.in_flight -= 1
+            _budget.reset(token)
+
+    def forget(self) -> None:
+        """In a forked child: let go of the parent's pools.
+
+        Their sockets are the parent's too; this process's copies are closed, unless a call
+        was running at the fork (then a lock of the pools may be held for good, and they are
+        left alone).
+        """
+        if self.in_flight:
+            _ORPHANS.append(self)
+        else:
+            self.close()
+
+
+def _settle(response: requests.Response) -> None:
+    """Read a ``200`` answer whole (its connection goes back to the pool); close any other."""
+    if response.status_code != 200:
+        response.close()  # a 204 or an error is no Click API answer: nothing of it is kept
+        return
+    try:
+        content = response.content
+    except BaseException:
+        response.close()
+        raise
+    if len(content) > MAX_ANSWER_BYTES:  # a chunked answer within the wire allowance
+        response.close()
+        raise _too_large()
+
+
+def after_fork_in_child() -> None:
+    """Remake the resolver's limit: the parent's resolutions are not this process's."""
+    global _pending_resolutions
+    _pending_resolutions = threading.BoundedSemaphore(MAX_PENDING_RESOLUTIONS)
