@@ -186,6 +186,7 @@ def test_a_ca_bundle_variable_makes_the_tracker_trusted(
     assert received_subids(tls_tracker) == ["trusted"]
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_verify_settings_beat_the_environment(
     make_client: ClientFactory,
     tls_tracker: RecordingTracker,
