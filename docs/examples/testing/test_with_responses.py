@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 import requests
 import responses
 from landing_site import create_app
-from tracker_answers import CLICK_API, POSTBACK_URL, SHOW_THE_SITE
+from tracker_answers import CLICK_API, POSTBACK_URL, SHOW_THE_SITE, fields
 
 from flask_keitaro import KeitaroExtension
 
@@ -21,8 +19,7 @@ def test_the_landing_links_the_offer() -> None:
 
     assert "_token=OFFERTOKEN" in page.text
     (call,) = responses.calls  # what the tracker received
-    sent = parse_qs(call.request.body)
-    assert sent["utm_source"] == ["fb"]
+    assert fields(call.request)["utm_source"] == ["fb"]
 
 
 @responses.activate
@@ -47,7 +44,7 @@ def test_a_signup_reports_a_lead() -> None:
     KeitaroExtension.close(app)
 
     assert page.text == "Welcome! (delivered)"
-    postback = parse_qs(responses.calls[1].request.body)
+    postback = fields(responses.calls[1].request)
     assert (postback["subid"], postback["status"]) == (
         ["1a2b3c4d5e6f7"],
         ["lead"],

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
+import requests
+
 CLICK_API = "https://tracker.example.com/click_api/v3"
 POSTBACK_URL = "https://tracker.example.com/pbkey123/postback"
 
@@ -24,3 +28,9 @@ SHOW_THE_SITE = {
         "uniqueness": {"campaign": True, "stream": True, "global": True},
     },
 }
+
+
+def fields(request: requests.PreparedRequest) -> dict[str, list[str]]:
+    """The form fields of a call the mock received."""
+    body = request.body or b""
+    return parse_qs(body.decode() if isinstance(body, bytes) else body)
