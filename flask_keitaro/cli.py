@@ -1,4 +1,12 @@
-"""The ``flask keitaro`` command group."""
+"""The ``flask keitaro`` command group.
+
+It is registered once, by the package's ``flask.commands`` entry point, not by
+``init_app``: the ``flask`` command then has it for every app, and without one —
+``flask keitaro emulator`` needs no app at all. For an app without the extension, ``check``
+and ``postbacks`` say so and exit 1. A test invokes the group itself:
+``app.test_cli_runner().invoke(keitaro_cli, ["check", TOKEN])`` (the runner's default is the
+app's own ``app.cli``, which holds only the commands an app adds itself).
+"""
 
 from __future__ import annotations
 
@@ -91,13 +99,13 @@ def check_command(token: str, ip: str, ua: str, language: str, params: tuple[str
 @click.option(
     "--config",
     "config_path",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Campaigns TOML file.",
+    help="Campaigns TOML file (default: the built-in test campaign).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8099, show_default=True, type=int, help="Port (0: any free one).")
-def emulator_command(config_path: str, host: str, port: int) -> None:
+def emulator_command(config_path: str | None, host: str, port: int) -> None:
     """Run the local Click API v3 emulator (exits 2 on a wrong config)."""
     # Imported here so `flask --help` does not load the emulator.
     from .emulator.server import serve

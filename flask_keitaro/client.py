@@ -63,10 +63,6 @@ class ClickAPIClient:
         """Close the pooled connections; a call after this fails as ``TrackerUnavailable``."""
         self._transport.close()
 
-    def fields(self, token: str, visitor: Visitor, options: ClickOptions) -> list[tuple[str, str]]:
-        """The form fields of a call, with the visitor's stored uniqueness cookie."""
-        return build_call(token, visitor, options, self.uniqueness_cookie).fields
-
     def click(
         self, token: str, visitor: Visitor, options: ClickOptions | None = None
     ) -> ClickResult:

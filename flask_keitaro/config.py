@@ -9,15 +9,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from .characters import is_token
+from .characters import URL_CONTROL, is_token
 from .errors import ConfigurationError, postback_url_hint
-from .visitor import IPNetwork
+
+#: One network of ``KEITARO_TRUSTED_PROXIES``, IPv4 or IPv6.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SendParams = Literal["all", "utm", "none"] | tuple[str, ...]
 FailMode = Literal["open", "closed"]
 PrefetchMode = Literal["forward", "skip"]
 
 T = TypeVar("T")
+
+#: The largest id Keitaro gives a campaign, stream, landing or offer (a signed 32-bit integer).
+MAX_ID = 2**31 - 1
 
 
 def key_name(option: str) -> str:
@@ -26,7 +31,8 @@ def key_name(option: str) -> str:
 
 
 # Validators: each takes the key (for its message) and the value, and returns the value in
-# force or raises ConfigurationError naming both.
+# force or raises ConfigurationError naming both. A route option is checked by the validator
+# of its config key (or by its own, below, when it has none), under the option's name.
 
 
 def validate_tracker_url(key: str, value: object) -> str:
@@ -147,6 +153,52 @@ def validate_bool(key: str, value: object) -> bool:
     """Return ``value`` when it is ``True`` or ``False``."""
     if not isinstance(value, bool):
         raise ConfigurationError(key, value, "must be True or False")
+    return value
+
+
+def validate_landing_id(key: str, value: object) -> int | None:
+    """Return a landing id as an ``int`` (``None``: none), or raise ``ConfigurationError``.
+
+    A whole number from 1 to :data:`MAX_ID`, or a string of its ASCII digits: the tracker
+    answers any other ``landing_id`` with HTTP 400, on every visit.
+    """
+    if value is None:
+        return None
+    number = value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number <= MAX_ID:
+        raise ConfigurationError(
+            key, value, f"must be a landing id: a whole number from 1 to {MAX_ID} (or its digits)"
+        )
+    return number
+
+
+#: What ``referrer`` takes besides a URL: the URL of the request itself.
+CURRENT_PAGE = "current_page"
+
+
+def validate_referrer(key: str, value: object) -> str | None:
+    """Return ``None``, ``"current_page"`` or an absolute http(s) URL, or raise.
+
+    The value is sent as both ``referrer`` and ``se_referrer`` in place of the visitor's own
+    ``Referer``; ``"current_page"`` sends the URL of the request.
+    """
+    if value is None:
+        return None
+    if value == CURRENT_PAGE:
+        return CURRENT_PAGE
+    reason = f'must be None, "{CURRENT_PAGE}" or an absolute http(s) URL'
+    if not isinstance(value, str) or any(c.isspace() for c in value) or URL_CONTROL.search(value):
+        raise ConfigurationError(key, value, reason)
+    try:
+        value.encode("utf-8")
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise ConfigurationError(key, value, f"{reason} ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ConfigurationError(key, value, reason)
     return value
 
 
@@ -329,3 +381,16 @@ DEFAULTS: dict[str, Any] = {key_name(item.name): item.default for item in fields
 
 #: Constructor options (the lower-case key without ``KEITARO_``) and the key each one sets.
 OPTIONS: dict[str, str] = {item.name: key_name(item.name) for item in fields(KeitaroConfig)}
+
+_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    item.name: item.metadata["validate"] for item in fields(KeitaroConfig)
+}
+
+
+def validate_option(name: str, value: object) -> Any:
+    """Check route option ``name`` with the validator of its config key, under the option's name.
+
+    ``Route("T", restore="no")`` and ``KEITARO_RESTORE = "no"`` fail in the same function, with
+    the same reason. Raise ``KeyError`` when ``name`` is not a config key.
+    """
+    return _VALIDATORS[name](name, value)

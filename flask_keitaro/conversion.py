@@ -31,9 +31,9 @@ MAX_PARAMS = 50
 MAX_AMOUNT = Decimal(10) ** 12
 AMOUNT_PLACES = 8
 
-# The postback's own fields, and Keitaro's status maps (which would change what ``status``
-# means): none of them may be given through ``params``.
-RESERVED_FIELDS = frozenset(
+#: The postback's own fields, and Keitaro's status maps (which would change what ``status``
+#: means): none of them may be given through ``params``.
+POSTBACK_FIELDS = frozenset(
     {
         "subid",
         "sub_id",
@@ -54,8 +54,8 @@ RESERVED_FIELDS = frozenset(
 )
 
 # What a field added through ``params`` may be named: a name PHP reads as it is.
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
 def _shown(value: object) -> str:
@@ -65,7 +65,7 @@ def _shown(value: object) -> str:
 
 
 def _text(name: str, value: object, *, empty: bool = False) -> str:
-    """A string field: a ``str`` (or an ``int``), bounded, without control characters."""
+    """A string field: a ``str`` (or an ``int``), bounded, UTF-8, without control characters."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -76,6 +76,12 @@ def _text(name: str, value: object, *, empty: bool = False) -> str:
         raise ValueError(f"{name}: longer than {MAX_VALUE_LENGTH} characters")
     if POSTBACK_FIELD_CONTROL.search(value):
         raise ValueError(f"{name}: {_shown(value)} holds control characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate: stored, it could never be sent, and would be retried forever.
+            raise ValueError(f"{name}: {_shown(value)} is not valid Unicode text") from None
     return value
 
 
@@ -113,7 +119,7 @@ def _status(value: object) -> str:
 def _currency(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _CURRENCY.match(value):
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise ValueError(f"currency: {_shown(value)} is not a three-letter code such as 'USD'")
     return value.upper()
 
@@ -145,9 +151,9 @@ def _sub_ids(value: object) -> tuple[tuple[str, str], ...]:
 def _params(value: object) -> tuple[tuple[str, str], ...]:
     out: dict[str, str] = {}
     for name, given in _pairs("params", value):
-        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             raise ValueError(f"params: {_shown(name)} is not 1-64 of A-Z a-z 0-9 _ -")
-        if name in RESERVED_FIELDS:
+        if name in POSTBACK_FIELDS:
             hint = " (use sub_ids)" if name in SUB_ID_FIELDS else " (use the argument)"
             raise ValueError(f"params: {name!r} is one of the postback's own fields{hint}")
         if given is not None:
@@ -161,8 +167,9 @@ def _params(value: object) -> tuple[tuple[str, str], ...]:
 class Conversion:
     """One conversion to report: the validated arguments of a postback.
 
-    Made with :meth:`make` (or directly, with the same checks); :meth:`fields` is what the
-    tracker receives. ``payout`` and ``cost`` are kept as the decimal strings that are sent.
+    Made with :meth:`make` (or directly: the one validation is the constructor's, whichever
+    way); :meth:`fields` is what the tracker receives. ``payout`` and ``cost`` are kept as
+    the decimal strings that are sent.
     """
 
     sub_id: str
@@ -213,16 +220,16 @@ class Conversion:
         :param sub_ids: ``sub_id_1`` .. ``sub_id_15`` values to update on the click.
         :param params: other fields to send, name -> value (not the postback's own names).
         """
-        return cls(
-            sub_id,
-            status,
-            payout=amount("payout", payout),
-            currency=currency,
-            tid=None if tid is None else _text("tid", tid),
-            cost=amount("cost", cost),
-            sub_ids=_sub_ids(sub_ids),
-            params=_params(params),
-        )
+        # Given as they came: the constructor checks each and keeps it in the form it is sent.
+        given: dict[str, Any] = {
+            "payout": payout,
+            "currency": currency,
+            "tid": tid,
+            "cost": cost,
+            "sub_ids": sub_ids,
+            "params": params,
+        }
+        return cls(sub_id, status, **given)
 
     def fields(self) -> list[tuple[str, str]]:
         """The form fields of the postback: ``params``, the sub ids, then its own fields.

@@ -51,7 +51,7 @@ class KeitaroError(Exception):
 
 
 class ConfigurationError(KeitaroError, ValueError):
-    """A ``KEITARO_*`` config value (or a constructor option) is invalid.
+    """A ``KEITARO_*`` config value, a constructor option or a route option is invalid.
 
     The message names the key and the bad value; a URL's user-info (``user:password@``) is
     shown as ``***``, in the message and in ``value`` alike.

@@ -21,7 +21,6 @@ from werkzeug.local import LocalProxy
 from werkzeug.wrappers import Request
 
 from .breaker import BreakerState
-from .cli import keitaro_cli
 from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig
 from .conversion import Conversion, postback_method
@@ -198,7 +197,6 @@ class KeitaroExtension:
         if postbacks is not None and postbacks.outbox is not None and not postbacks.threads:
             app.before_request(_note_no_threads())
         app.context_processor(_template_globals)
-        app.cli.add_command(keitaro_cli)
         if not app.secret_key and config.restore and config.enabled:
             logger.warning(
                 "SECRET_KEY is not set: the Keitaro click state cookie is off,"

@@ -6,8 +6,8 @@ Keitaro is PHP behind nginx, so the call must parse there whatever the visitor s
   ``A-Z a-z 0-9 _ -``) that is not one of the call's own fields, and the call's own fields
   come last (PHP keeps the last value of a repeated name);
 * the call stays inside the limits of a stock PHP and nginx set-up: at most
-  :data:`MAX_FIELDS` fields, no header line over :data:`MAX_HEADER_LINE` bytes and a body of
-  at most :data:`MAX_BODY` bytes. What a visitor sends past them is dropped or cut here,
+  :data:`MAX_FIELDS` fields, no header line over :data:`MAX_CALL_HEADER_LINE` bytes and a body
+  of at most :data:`MAX_BODY` bytes. What a visitor sends past them is dropped or cut here,
   never left to make the call fail (a failed call lets the visitor through to the landing);
 * the site's private data stays here (:mod:`flask_keitaro.forwarding`).
 """
@@ -64,7 +64,7 @@ RESERVED_FIELDS = frozenset(
 #: Most fields in one call: PHP reads only the first ``max_input_vars`` (1000) of a form.
 MAX_FIELDS = 900
 #: Longest header line of the call in bytes (``Cookie: ...``): nginx refuses longer ones.
-MAX_HEADER_LINE = 4096
+MAX_CALL_HEADER_LINE = 4096
 #: Largest body of the call in bytes, the form encoded.
 MAX_BODY = 256 * 1024
 #: Most ``original_headers[...]`` fields in one call, and their largest encoded size in bytes.
@@ -78,7 +78,7 @@ MAX_SITE_PARAMS = 20
 VALUE_LIMIT = 2048
 VALUE_LIMITS = {"uri": 8192, "uniqueness_cookie": 4096}
 
-_COOKIE_ROOM = MAX_HEADER_LINE - len("Cookie: ")
+_COOKIE_ROOM = MAX_CALL_HEADER_LINE - len("Cookie: ")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # The form encoding of ``urlencode(fields, errors="replace")``, byte for byte: the bytes

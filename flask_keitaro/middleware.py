@@ -38,12 +38,11 @@ CampaignSpec = PerRequest | Mapping[str, Any]
 
 
 def _route(path: str, spec: CampaignSpec) -> Route:
-    if isinstance(spec, Mapping):
-        try:
-            return Route(**spec)
-        except TypeError as exc:
-            raise ConfigurationError("campaigns", path, f"bad route options ({exc})") from None
-    return Route(spec)
+    """The route of ``path``; a bad option raises naming the path, the option and its value."""
+    try:
+        return Route(**spec) if isinstance(spec, Mapping) else Route(spec)
+    except (TypeError, ConfigurationError) as exc:  # TypeError: an unknown or missing option
+        raise ConfigurationError("campaigns", path, f"bad route options ({exc})") from exc
 
 
 class KeitaroMiddleware:
@@ -51,8 +50,11 @@ class KeitaroMiddleware:
 
     ``campaigns`` maps a path — exact, or a prefix ending in ``*`` — to a campaign token, a
     callable taking the request, or a dict of route options
-    (``{"/": "TOKEN", "/go": {"token": "T2", "force_redirect_offer": True}}``). ``options``
-    are the config keys in lower case without ``KEITARO_``, validated as ``init_app`` does.
+    (``{"/": "TOKEN", "/go": {"token": "T2", "force_redirect_offer": True}}``); route
+    options are checked as :class:`~flask_keitaro.Route` checks them, and a bad one raises
+    :exc:`~flask_keitaro.ConfigurationError` naming the path, the option and the value.
+    ``options`` are the config keys in lower case without ``KEITARO_``, validated as
+    ``init_app`` does.
     ``secret_key`` signs the click state cookie (no state without it).
 
     On a matching path the tracker's answer is sent when it decided; otherwise the wrapped

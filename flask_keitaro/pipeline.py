@@ -20,9 +20,24 @@ from . import signals
 from .bounds import cookie_problem
 from .breaker import BreakerChange, CircuitBreaker
 from .client import ClickAPIClient
-from .config import KeitaroConfig, SendParams, validate_send_params
+from .config import (
+    CURRENT_PAGE,
+    OPTIONS,
+    KeitaroConfig,
+    SendParams,
+    validate_bool,
+    validate_landing_id,
+    validate_option,
+    validate_referrer,
+)
 from .cookies import CookiePolicy, SetCookie, cookie_max_age
-from .errors import BreakerOpen, InvalidTrackerResponse, TrackerError, token_hint
+from .errors import (
+    BreakerOpen,
+    ConfigurationError,
+    InvalidTrackerResponse,
+    TrackerError,
+    token_hint,
+)
 from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
 from .forwarding import Forwarding
 from .replay import ReplayScope, to_response
@@ -52,23 +67,34 @@ class Route:
     options: :func:`~flask_keitaro.keitaro_campaign`, :meth:`KeitaroExtension.campaign
     <flask_keitaro.KeitaroExtension.campaign>` and the middleware all take its fields.
 
-    :param token: the campaign token, or a callable taking the request and returning it
-        (``None``: no click for that request; the view runs with an empty click).
-    :param force_redirect_offer: ``True`` sends ``force_redirect_offer=1`` (straight to the
-        offer).
-    :param landing_id: sent as ``landing_id``.
+    Every option is checked when the route is made, at decoration (or when the middleware is
+    made): a bad value raises :exc:`~flask_keitaro.ConfigurationError` (a ``ValueError``)
+    naming the option and the value, never a token. An option with a config key is checked
+    by that key's validator, so ``restore="no"`` fails as ``KEITARO_RESTORE = "no"`` does.
+
+    :param token: the campaign token (a non-empty string), or a callable taking the request
+        and returning it (``None``: no click for that request; the view runs with an empty
+        click).
+    :param force_redirect_offer: ``True`` or ``False``; ``True`` sends
+        ``force_redirect_offer=1`` (straight to the offer).
+    :param landing_id: a landing id, sent as ``landing_id``: a whole number from 1 to
+        2147483647, or a string of its digits (kept as an ``int``).
     :param keyword: a string, or a callable taking the request and returning one (or ``None``).
     :param send_params: which visitor query parameters go to the tracker: ``"all"``,
         ``"utm"``, ``"none"`` or a list of names.
-    :param log: ``True`` asks the tracker for its processing log.
-    :param restore: ``False`` always clicks: never restores from the state cookie or a link.
-    :param referrer: ``"current_page"`` sends the current URL as the referrer.
+    :param log: ``True`` or ``False``; ``True`` asks the tracker for its processing log.
+    :param restore: ``True`` or ``False``; ``False`` always clicks: never restores from the
+        state cookie or a link.
+    :param referrer: ``None`` (the visitor's own ``Referer``), ``"current_page"`` (the URL of
+        the request) or an absolute ``http(s)://`` URL; sent as both ``referrer`` and
+        ``se_referrer``.
     :param params: the site's own extra fields, name -> a string or a callable taking the
         request (``None``: not sent). Sent after the visitor's parameters, they beat one of the
         same name and are never dropped (a value is cut at 2048 bytes); at most 20, and a name
         of the call's own fields is refused.
-    :param replay: ``False`` always runs the view: ``current_click.acted`` tells whether the
-        tracker decided and ``current_click.response`` is what the visitor would have got.
+    :param replay: ``True`` or ``False``; ``False`` always runs the view:
+        ``current_click.acted`` tells whether the tracker decided and
+        ``current_click.response`` is what the visitor would have got.
     """
 
     token: PerRequest
@@ -83,25 +109,42 @@ class Route:
     replay: bool = True
 
     def __post_init__(self) -> None:
-        if not callable(self.token) and (not isinstance(self.token, str) or not self.token.strip()):
-            raise ValueError(
-                "a campaign route needs a non-empty campaign token string or a callable"
+        token = self.token
+        if not callable(token) and not (isinstance(token, str) and token.strip()):
+            # Only a blank token is shown: anything else may be a secret put in the wrong place.
+            shown = token if token is None or isinstance(token, str) else type(token).__name__
+            raise ConfigurationError(
+                "token", shown, "must be a campaign token string or a callable taking the request"
             )
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in OPTIONS and value is not None:
+                object.__setattr__(self, item.name, validate_option(item.name, value))
+        object.__setattr__(self, "landing_id", validate_landing_id("landing_id", self.landing_id))
+        validate_referrer("referrer", self.referrer)
+        validate_bool("replay", self.replay)
+        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
+            raise ConfigurationError(
+                "keyword", self.keyword, "must be a string, a callable taking the request, or None"
+            )
+        if self.params is not None and not isinstance(self.params, Mapping):
+            raise ConfigurationError("params", self.params, "must be a mapping of names to values")
         if len(self.params or {}) > MAX_SITE_PARAMS:
-            raise ValueError(f"params: at most {MAX_SITE_PARAMS} fields of the site's own")
+            raise ConfigurationError(
+                "params", f"{len(self.params or {})} fields", f"at most {MAX_SITE_PARAMS}"
+            )
         for name, value in (self.params or {}).items():
             if not isinstance(name, str) or not is_safe_name(name):
-                raise ValueError(
-                    f"params: {name!r} cannot be sent: names are 1-64 of A-Z a-z 0-9 _ - and"
-                    " not one of the Click API call's own fields"
+                raise ConfigurationError(
+                    "params",
+                    name,
+                    "cannot be sent under this name: names are 1-64 of A-Z a-z 0-9 _ - and"
+                    " not one of the Click API call's own fields",
                 )
             if not (isinstance(value, str) or callable(value)):
-                raise TypeError(f"params: the value of {name!r} must be a string or a callable")
-        if self.send_params is not None:
-            send_params = validate_send_params("send_params", self.send_params)
-            object.__setattr__(self, "send_params", send_params)
-        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
-            raise TypeError("keyword must be a string, a callable taking the request, or None")
+                raise ConfigurationError(
+                    f"params[{name!r}]", value, "must be a string or a callable taking the request"
+                )
 
     def __repr__(self) -> str:
         shown = [
@@ -146,7 +189,7 @@ class Route:
             keyword=keyword,
             send_params=self.option("send_params", config),
             log=self.option("log", config),
-            referrer=request.url if self.referrer == "current_page" else self.referrer,
+            referrer=request.url if self.referrer == CURRENT_PAGE else self.referrer,
             params=tuple(params),
             forwarding=forwarding or Forwarding(),
         )

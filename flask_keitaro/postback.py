@@ -46,7 +46,7 @@ __all__ = [
 logger = logging.getLogger("flask_keitaro")
 
 #: What :meth:`PostbackClient.postback` did with a conversion.
-Outcome = Literal["delivered", "queued", "skipped"]
+ReportOutcome = Literal["delivered", "queued", "skipped"]
 
 #: The longest the delivery thread sleeps before looking at the outbox again.
 MAX_IDLE = 60.0
@@ -89,7 +89,7 @@ class PostbackResult:
     is switched off, or there was no click to report).
     """
 
-    outcome: Outcome
+    outcome: ReportOutcome
     conversion: Conversion | None = None
     #: The outbox row, when the conversion is queued.
     id: int | None = None

@@ -16,41 +16,18 @@ from types import TracebackType
 from typing import Any
 
 from .emulator.app import EmulatorState, create_app, get_state
-from .emulator.config import ConfigSource
+from .emulator.config import BUILT_IN_CONFIG, ConfigSource
 from .emulator.server import make_emulator_server
 from .emulator.wsgi_server import KeepAliveWSGIServer
 
 __all__ = ["DEFAULT_EMULATOR_CONFIG", "ClickAPIEmulator"]
 
-#: The config ``keitaro_emulator`` serves unless ``keitaro_emulator_config`` is overridden:
-#: campaign 1 (token ``"test-campaign-token"``) shows the site's own page (a local
-#: landing) and offers one offer; every call is unique per its cookie. Postbacks go to
-#: :attr:`ClickAPIEmulator.postback_url` (postback key ``"test-postback-key"``).
-DEFAULT_EMULATOR_CONFIG: dict[str, Any] = {
-    "secret": "test-secret",
-    "postback_key": "test-postback-key",
-    "click_log": ":memory:",
-    "seed": 1,
-    "campaigns": [
-        {
-            "id": 1,
-            "token": "test-campaign-token",
-            "name": "Test campaign",
-            "cookies_ttl": 24,
-            "streams": [
-                {
-                    "id": 1,
-                    "type": "regular",
-                    "action": "landings",
-                    "landings": [{"id": 1, "url": "local"}],
-                    "offers": [
-                        {"id": 1, "url": "https://offer.example/?subid={subid}&lp={landing_id}"}
-                    ],
-                }
-            ],
-        }
-    ],
-}
+#: The config ``keitaro_emulator`` serves unless ``keitaro_emulator_config`` is overridden,
+#: and the emulator's command line without ``--config``: campaign 1 (token
+#: ``"test-campaign-token"``) shows the site's own page (a local landing) and offers one offer;
+#: every call is unique per its cookie. Postbacks go to :attr:`ClickAPIEmulator.postback_url`
+#: (postback key ``"test-postback-key"``).
+DEFAULT_EMULATOR_CONFIG: dict[str, Any] = BUILT_IN_CONFIG
 
 
 class ClickAPIEmulator:

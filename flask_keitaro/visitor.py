@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from werkzeug.wrappers import Request
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from .config import IPNetwork
 
 # Browser prefetch / link-preview markers: (header, what its lower-cased value contains).
 _PREFETCH_MARKERS = (

@@ -15,6 +15,7 @@ import requests
 import example_site
 from example_site.server import CAMPAIGNS_PATH, DemoServer, load_campaigns
 from flask_keitaro import ConfigurationError, KeitaroExtension
+from flask_keitaro.cli import keitaro_cli
 from flask_keitaro.postback import PostbackRecord
 from testsupport.tracker import free_port
 
@@ -264,7 +265,7 @@ def test_a_conversion_made_while_the_tracker_is_down_is_queued_then_delivered(
         assert demo.emulator.conversions() == []
         # The delivery thread waits out its back-off (5 to 10 s); the CLI sends it now.
         assert demo.app is not None
-        flushed = demo.app.test_cli_runner().invoke(args=["keitaro", "postbacks", "flush"])
+        flushed = demo.app.test_cli_runner().invoke(keitaro_cli, ["postbacks", "flush"])
 
         assert flushed.exit_code == 0, flushed.output
         (conversion,) = demo.emulator.conversions()

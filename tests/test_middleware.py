@@ -187,11 +187,22 @@ def test_a_missing_tracker_url_names_the_key() -> None:
     assert info.value.key == "KEITARO_TRACKER_URL"
 
 
-def test_bad_route_options_name_the_path() -> None:
-    with pytest.raises(ConfigurationError, match="/go"):
-        KeitaroMiddleware(
-            bare_app, tracker_url="http://127.0.0.1:9", campaigns={"/go": {"tokn": TOKEN}}
-        )
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ({"tokn": TOKEN}, "unexpected keyword argument 'tokn'"),
+        ({"token": TOKEN, "restore": "no"}, "restore='no': must be True or False"),
+        ({"token": TOKEN, "landing_id": "abc"}, "landing_id='abc': must be a landing id"),
+        ({"token": TOKEN, "referrer": "/here"}, "referrer='/here': must be None, \"current_page\""),
+        ("", "token='': must be a campaign token string"),
+    ],
+)
+def test_bad_route_options_name_the_path_the_option_and_the_value(spec: object, shown: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        KeitaroMiddleware(bare_app, tracker_url="http://127.0.0.1:9", campaigns={"/go": spec})
+    assert str(caught.value).startswith("campaigns='/go': bad route options (")
+    assert shown in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 class Streaming:

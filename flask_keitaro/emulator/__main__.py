@@ -1,4 +1,4 @@
-"""``python -m flask_keitaro.emulator --config campaigns.toml [--host H] [--port P]``."""
+"""``python -m flask_keitaro.emulator [--config campaigns.toml] [--host H] [--port P]``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flask_keitaro.emulator", description="Local Keitaro Click API v3 server."
     )
-    parser.add_argument("--config", required=True, help="campaigns TOML file")
+    parser.add_argument(
+        "--config", help="campaigns TOML file (default: the built-in test campaign)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=_port, default=8099, help="port (default: 8099; 0: any)")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .config import ConfigSource, EmulatorConfig, EmulatorConfigError, load_config
-from .conversions import PostbackError
+from .conversions import InvalidPostback
 from .engine import ClickEngine
 from .store import ClickStore
 
@@ -127,7 +127,7 @@ def create_app(config: ConfigSource, *, clock: Callable[[], float] = time.time) 
             return jsonify(error="Not Found"), 404
         try:
             outcome = state.engine.postback(params())
-        except PostbackError as exc:
+        except InvalidPostback as exc:
             return jsonify(error=str(exc)), 400
         if outcome.answer is not None:
             return Response(outcome.answer, mimetype="text/plain")

@@ -13,10 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .model import EmulatorConfigError, IPNetwork
+from ..config import MAX_ID, IPNetwork
+from .model import EmulatorConfigError
 
-#: Largest id of a campaign, stream, landing or offer (a signed 32-bit integer, as trackers use).
-MAX_ID = 2**31 - 1
 #: Largest stream, landing or offer weight.
 MAX_WEIGHT = 1_000_000
 #: Largest ``cookies_ttl``: 400 days in hours, the longest cookie lifetime browsers keep.

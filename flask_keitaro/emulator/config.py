@@ -27,7 +27,13 @@ from .model import (
     Target,
 )
 
-__all__ = ["ConfigSource", "EmulatorConfig", "EmulatorConfigError", "load_config"]
+__all__ = [
+    "BUILT_IN_CONFIG",
+    "ConfigSource",
+    "EmulatorConfig",
+    "EmulatorConfigError",
+    "load_config",
+]
 
 _TOP_KEYS = frozenset(
     {"secret", "postback_key", "click_log", "seed", "bot_ips", "countries", "campaigns"}
@@ -47,6 +53,36 @@ _POSTBACK_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | EmulatorConfig
+
+#: The emulator's built-in campaign, served without a config of one's own (the command line
+#: without ``--config``, the pytest plugin's ``keitaro_emulator``): campaign 1, token
+#: ``"test-campaign-token"``, shows the site's own page (a local landing) and offers one offer.
+#: Postback key ``"test-postback-key"``; the click log is kept in memory.
+BUILT_IN_CONFIG: dict[str, Any] = {
+    "secret": "test-secret",
+    "postback_key": "test-postback-key",
+    "click_log": ":memory:",
+    "seed": 1,
+    "campaigns": [
+        {
+            "id": 1,
+            "token": "test-campaign-token",
+            "name": "Test campaign",
+            "cookies_ttl": 24,
+            "streams": [
+                {
+                    "id": 1,
+                    "type": "regular",
+                    "action": "landings",
+                    "landings": [{"id": 1, "url": "local"}],
+                    "offers": [
+                        {"id": 1, "url": "https://offer.example/?subid={subid}&lp={landing_id}"}
+                    ],
+                }
+            ],
+        }
+    ],
+}
 
 
 def load_config(source: ConfigSource) -> EmulatorConfig:

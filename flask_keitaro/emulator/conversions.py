@@ -1,7 +1,7 @@
 """Postbacks as Keitaro takes them: reading the fields, and the status rules of a conversion.
 
 Pure functions, no storage: :func:`read_postback` validates a postback's fields
-(a bad one is a :class:`PostbackError`, answered 400), :func:`plan` decides what it
+(a bad one is an :class:`InvalidPostback`, answered 400), :func:`plan` decides what it
 does to the click's conversions, and :func:`new_conversion` / :func:`changed_conversion`
 build the rows the engine stores.
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-#: Conversion statuses.
-STATUSES = ("lead", "sale", "rejected", "rebill")
+from ..conversion import STATUSES
+
 #: (from, to) status changes a postback may make.
 TRANSITIONS = frozenset(
     {("lead", "sale"), ("lead", "rejected"), ("sale", "rejected"), ("rebill", "rejected")}
@@ -46,7 +46,7 @@ _AMOUNT = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,8})?", re.ASCII)
 _CURRENCY = re.compile(r"[A-Za-z]{3}", re.ASCII)
 
 
-class PostbackError(ValueError):
+class InvalidPostback(ValueError):
     """A postback field is missing or bad; the message names the field (answered 400)."""
 
 
@@ -74,7 +74,7 @@ def _text(params: Mapping[str, str], name: str, limit: int) -> str | None:
     if value is None or value == "":
         return None
     if len(value) > limit:
-        raise PostbackError(f"{name} is longer than {limit} characters")
+        raise InvalidPostback(f"{name} is longer than {limit} characters")
     return value
 
 
@@ -85,7 +85,7 @@ def _amount(params: Mapping[str, str], *names: str) -> str | None:
             continue
         value = value.strip()
         if not _AMOUNT.fullmatch(value):
-            raise PostbackError(
+            raise InvalidPostback(
                 f"{name} must be a plain decimal number >= 0 (like 12.50), got {value[:40]!r}"
             )
         return str(Decimal(value))
@@ -98,25 +98,25 @@ def _names(params: Mapping[str, str], name: str) -> frozenset[str]:
 
 
 def read_postback(params: Mapping[str, str]) -> Postback:
-    """Validate a postback's fields; a bad or missing one raises :class:`PostbackError`."""
+    """Validate a postback's fields; a bad or missing one raises :class:`InvalidPostback`."""
     sub_id = _text(params, "subid", MAX_SUBID)
     if sub_id is None:
-        raise PostbackError("subid is required")
+        raise InvalidPostback("subid is required")
     raw_status = (_text(params, "status", MAX_STATUS) or DEFAULT_STATUS).strip().lower()
     status: str | None = None
     if raw_status not in _names(params, "ignore_status"):
         mapped = [kind for name, kind in STATUS_MAPS.items() if raw_status in _names(params, name)]
         if len(set(mapped)) > 1:
-            raise PostbackError(f"status {raw_status!r} is in more than one status map")
+            raise InvalidPostback(f"status {raw_status!r} is in more than one status map")
         status = mapped[0] if mapped else raw_status
         if status not in STATUSES:
-            raise PostbackError(
+            raise InvalidPostback(
                 f"status {raw_status[:40]!r} is not one of {', '.join(STATUSES)} "
                 "(map it with lead_status, sale_status or rejected_status)"
             )
     currency = _text(params, "currency", 3)
     if currency is not None and not _CURRENCY.fullmatch(currency):
-        raise PostbackError(f"currency must be a three-letter code, got {currency!r}")
+        raise InvalidPostback(f"currency must be a three-letter code, got {currency!r}")
     sub_ids = {}
     for name in CLICK_SUB_IDS:
         value = _text(params, name, MAX_VALUE)

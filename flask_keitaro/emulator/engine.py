@@ -270,7 +270,7 @@ class ClickEngine:
         return url, ""
 
     def postback(self, params: Mapping[str, str]) -> PostbackOutcome:
-        """Take a postback as Keitaro does; a bad field raises ``PostbackError``.
+        """Take a postback as Keitaro does; a bad field raises ``InvalidPostback``.
 
         An unknown ``subid`` is received and logged ("SubID not found") but records
         nothing, as in Keitaro's received postbacks log.

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from ..config import IPNetwork
 from .checks import MAX_LIMIT, Where
-from .model import CampaignConfig, FilterConfig, IPNetwork
+from .model import CampaignConfig, FilterConfig
 from .uniqueness import UniquenessState
 from .visitor import CallData, ip_address
 

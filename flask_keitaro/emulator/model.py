@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..config import IPNetwork
 from ..errors import ConfigurationError, KeitaroError
 
 if TYPE_CHECKING:
     from .actions import Action
     from .filters import ClickFacts, Filter
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Stream types, in the order the engine checks them.
 STREAM_TYPES = ("intercepting", "regular", "fallback")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import signal
@@ -12,7 +13,7 @@ from typing import Any
 from flask import Flask
 
 from .app import MAX_REQUEST_BYTES, EmulatorState, create_app, get_state
-from .config import EmulatorConfigError
+from .config import BUILT_IN_CONFIG, EmulatorConfigError
 from .wsgi_server import KeepAliveHandler, KeepAliveWSGIServer
 
 log = logging.getLogger("flask_keitaro.emulator")
@@ -77,10 +78,25 @@ def banner(state: EmulatorState, url: str) -> str:
 EXIT_CONFIG_ERROR = 2
 
 
-def serve(config: str, host: str = "127.0.0.1", port: int = 8099) -> int:
-    """Load ``config``, serve until interrupted; the exit status (2 for a wrong config)."""
+def built_in_note() -> str:
+    """What the emulator says when it serves :data:`~.config.BUILT_IN_CONFIG`."""
+    campaign = BUILT_IN_CONFIG["campaigns"][0]
+    return (
+        f"No --config given: serving the built-in campaign {campaign['id']}"
+        f" (token {campaign['token']}: it shows the site's own page);"
+        " pass --config campaigns.toml for campaigns of your own."
+    )
+
+
+def serve(config: str | None, host: str = "127.0.0.1", port: int = 8099) -> int:
+    """Load ``config`` (``None``: the built-in campaign), serve until interrupted.
+
+    Returns the exit status (2 for a wrong config).
+    """
+    if config is None:
+        print(built_in_note(), flush=True)
     try:
-        app = create_app(config)
+        app = create_app(copy.deepcopy(BUILT_IN_CONFIG) if config is None else config)
     except EmulatorConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

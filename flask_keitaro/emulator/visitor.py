@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .checks import MAX_ID
+from ..config import MAX_ID
 from .model import EmulatorConfig
 
 #: User agents of crawlers, previewers and HTTP tools. "bot" alone catches most crawlers;

@@ -13,8 +13,8 @@ from flask import Flask
 from flask_keitaro import KeitaroExtension, keitaro_campaign
 from flask_keitaro.fields import (
     MAX_BODY,
+    MAX_CALL_HEADER_LINE,
     MAX_FIELDS,
-    MAX_HEADER_LINE,
     MAX_ORIGINAL_HEADERS,
     RESERVED_FIELDS,
 )
@@ -196,7 +196,7 @@ def _assert_within_limits(call: Call) -> None:
     assert len(fields) <= MAX_FIELDS
     assert len(call.body) <= MAX_BODY  # read as latin-1: one character per byte
     lines = [f"{name}: {value}" for name, value in call.headers.items()]
-    assert max(len(line) for line in lines) <= MAX_HEADER_LINE
+    assert max(len(line) for line in lines) <= MAX_CALL_HEADER_LINE
     assert sum(len(line) + 2 for line in lines) <= 16 * 1024
     read = parse_str(call.body)
     assert len(read.get("original_headers", {})) <= MAX_ORIGINAL_HEADERS

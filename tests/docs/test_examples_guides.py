@@ -504,7 +504,7 @@ def test_the_testing_guides_suite_passes_in_its_own_run() -> None:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "10 passed" in result.stdout  # 6 on the emulator, 3 with responses, 1 requests-mock
+    assert "11 passed" in result.stdout  # 7 on the emulator, 3 with responses, 1 requests-mock
 
 
 # deploying/wsgi.py, deploying/gunicorn.conf.py

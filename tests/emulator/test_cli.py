@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from flask_keitaro.emulator import create_app, get_state
+from flask_keitaro.emulator.config import BUILT_IN_CONFIG
 from flask_keitaro.emulator.server import banner
 
 TOKEN = "cli-campaign-token-9876"
@@ -138,3 +139,41 @@ def test_the_banner_counts_campaigns_grammatically(count: int, words: str) -> No
         "click log page: http://127.0.0.1:1/emulator/",
         "Postback URL: http://127.0.0.1:1/k3y/postback",
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["-m", "flask_keitaro.emulator"], id="python-m"),
+        pytest.param(["-m", "flask", "keitaro", "emulator"], id="flask-keitaro"),
+    ],
+)
+def test_cli_without_config_serves_the_built_in_campaign_and_says_so(command: list[str]) -> None:
+    campaign = BUILT_IN_CONFIG["campaigns"][0]
+    process = subprocess.Popen(
+        [sys.executable, *command, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        note = process.stdout.readline()
+        assert note.startswith("No --config given: serving the built-in campaign 1 ")
+        assert f"(token {campaign['token']}: " in note
+        match = re.search(
+            r"(http://127\.0\.0\.1:\d+)/click_api/v3 \(1 campaign\), ", process.stdout.readline()
+        )
+        assert match
+        url = match.group(1)
+        assert process.stdout.readline() == f"Postback URL: {url}/test-postback-key/postback\n"
+        answer = requests.post(
+            url + "/click_api/v3",
+            data={"token": campaign["token"], "version": "3", "info": "1", "ua": "Mozilla/5.0"},
+            timeout=5,
+        ).json()
+        assert answer["info"]["campaign_id"] == 1 and answer["info"]["sub_id"]
+        assert not answer["body"]  # a local landing: the site shows its own page
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

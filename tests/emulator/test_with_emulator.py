@@ -11,6 +11,7 @@ import requests
 from flask import Flask
 
 from flask_keitaro import KeitaroExtension, current_click, keitaro_campaign
+from flask_keitaro.cli import keitaro_cli
 from flask_keitaro.testing import ClickAPIEmulator
 from tests.support.emulator import BROWSER_UA, TOKEN, config, stream
 
@@ -207,14 +208,14 @@ def test_signals_with_the_emulator(emulator: ClickAPIEmulator) -> None:
 def test_cli_check_against_the_emulator(emulator: ClickAPIEmulator) -> None:
     app = _app(emulator)
     result = app.test_cli_runner().invoke(
-        args=["keitaro", "check", TOKEN, "--ua", BROWSER_UA, "--param", "keyword=kw"]
+        keitaro_cli, ["check", TOKEN, "--ua", BROWSER_UA, "--param", "keyword=kw"]
     )
     assert result.exit_code == 0, result.output
     assert "Decision: the view runs" in result.output
     assert "  Processing campaign 1" in result.output
     assert TOKEN not in result.output
-    bot = app.test_cli_runner().invoke(args=["keitaro", "check", TOKEN, "--ua", "curl/8"])
+    bot = app.test_cli_runner().invoke(keitaro_cli, ["check", TOKEN, "--ua", "curl/8"])
     assert "Decision: 200 page (text/html" in bot.output
-    missing = app.test_cli_runner().invoke(args=["keitaro", "check", "unknown-token-123"])
+    missing = app.test_cli_runner().invoke(keitaro_cli, ["check", "unknown-token-123"])
     assert missing.exit_code == 1 and "(rejected token)" in missing.output
     KeitaroExtension.close(app)

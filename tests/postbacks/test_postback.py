@@ -106,6 +106,15 @@ def listen(signal: Any, sender: Any) -> Any:
         ({"params": {"a b": "x"}}, "params"),
         ({"params": {"x": ["list"]}}, "params"),
         ({"params": {f"p{n}": "1" for n in range(51)}}, "params"),
+        ({"params": {"x\n": "1"}}, "params"),
+        ({"currency": "USD\n"}, "currency"),
+        # Lone surrogates: no UTF-8 for them, so a stored one could never be sent.
+        ({"sub_id": "abc\ud800"}, "sub_id"),
+        ({"tid": "\ud800"}, "tid"),
+        ({"tid": "order-\udfff-7"}, "tid"),
+        ({"tid": "\ud83d\ude00"}, "tid"),  # a UTF-16 pair as two code points: not text
+        ({"sub_ids": {"sub_id_3": "\udc80"}}, "sub_ids"),
+        ({"params": {"note": "caf\udce9"}}, "params"),
     ],
 )
 def test_a_bad_argument_is_a_value_error_naming_it_before_anything_is_stored_or_sent(
@@ -121,6 +130,41 @@ def test_a_bad_argument_is_a_value_error_naming_it_before_anything_is_stored_or_
         client.postback(call.pop("sub_id"), **call)
     assert receiver.received == []
     assert not (tmp_path / "outbox.sqlite3").exists()
+
+
+def test_the_constructor_and_make_are_one_validation() -> None:
+    made = Conversion.make(
+        "abc", "sale", payout=1.1, currency="usd", tid=7, sub_ids={"sub_id_2": 3}, params={}
+    )
+    built = Conversion(
+        "abc", "sale", payout=1.1, currency="usd", tid=7, sub_ids={"sub_id_2": 3}, params={}
+    )  # type: ignore[arg-type]
+    assert made == built
+    assert (made.payout, made.currency, made.tid, made.sub_ids) == (
+        "1.1",
+        "USD",
+        "7",
+        (("sub_id_2", "3"),),
+    )
+    assert Conversion.from_fields(made.fields()) == made
+    for build in (Conversion, Conversion.make):
+        with pytest.raises(ValueError, match=r"^tid: '\\ud800' is not valid Unicode text$"):
+            build("abc", "sale", tid="\ud800")
+
+
+def test_text_beyond_ascii_is_sent_as_utf8(
+    make_client: ClientFactory, receiver: PostbackReceiver
+) -> None:
+    sent = make_client().postback(
+        "abc", "sale", tid="заказ-7 😀", sub_ids={"sub_id_1": "café"}, params={"note": "日本"}
+    )
+    assert sent.outcome == "delivered"
+    (call,) = receiver.received
+    assert (call.form["tid"], call.form["sub_id_1"], call.form["note"]) == (
+        "заказ-7 😀",
+        "café",
+        "日本",
+    )
 
 
 @pytest.mark.parametrize(

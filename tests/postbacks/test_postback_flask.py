@@ -24,6 +24,7 @@ from flask_keitaro import (
     postback_delivered,
     postback_queued,
 )
+from flask_keitaro.cli import keitaro_cli
 from tests.support import TOKEN, AppFactory
 from tests.support.postback_receiver import KEY, PostbackReceiver
 from testsupport.tracker import RecordingTracker
@@ -187,6 +188,33 @@ def test_switched_off_nothing_is_stored_or_sent_but_arguments_are_checked(
     assert not Path(outbox).exists()
 
 
+def test_a_conversion_that_cannot_be_encoded_is_refused_before_it_is_stored(
+    make_app: AppFactory, receiver: PostbackReceiver, outbox: str
+) -> None:
+    app = make_app(KEITARO_POSTBACK_URL=receiver.url, KEITARO_POSTBACK_OUTBOX=outbox)
+    keitaro: KeitaroExtension = app.extensions["keitaro"].extension
+    refused: list[str] = []
+
+    @app.route("/order")
+    @keitaro_campaign(TOKEN)
+    def order() -> str:
+        try:
+            current_click.postback("sale", tid="order-\ud800")
+        except ValueError as exc:
+            refused.append(str(exc))
+        return "thanks"
+
+    with app.app_context():
+        with pytest.raises(ValueError, match=r"^tid: .* is not valid Unicode text$"):
+            keitaro.postback("s-1", "sale", tid="\ud800")
+        with pytest.raises(ValueError, match=r"^sub_ids\['sub_id_1'\]: .* not valid Unicode"):
+            keitaro.postback("s-1", "lead", sub_ids={"sub_id_1": "\udfff"})
+    assert app.test_client().get("/order").text == "thanks"
+    assert refused == ["tid: 'order-\\ud800' is not valid Unicode text"]
+    assert receiver.received == []
+    assert not Path(outbox).exists()
+
+
 def test_a_click_that_did_not_happen_skips_its_postback_and_the_page_still_shows(
     make_app: AppFactory,
     tracker: RecordingTracker,
@@ -238,7 +266,7 @@ def test_cli_list_flush_and_drop(
         ids = [keitaro.postback(f"c{n}", "sale", payout="1.5").id for n in range(3)]
     runner = app.test_cli_runner()
 
-    listed = runner.invoke(args=["keitaro", "postbacks", "list"])
+    listed = runner.invoke(keitaro_cli, ["postbacks", "list"])
     assert listed.exit_code == 0, listed.output
     assert KEY not in listed.output
     assert f"...{KEY[-4:]}/postback" in listed.output
@@ -246,31 +274,31 @@ def test_cli_list_flush_and_drop(
     assert f"#{ids[0]}  sub_id c0, sale, payout 1.5  attempts 1" in listed.output
     assert "last error: the tracker answered the postback with HTTP 503" in listed.output
 
-    failed = runner.invoke(args=["keitaro", "postbacks", "flush"])
+    failed = runner.invoke(keitaro_cli, ["postbacks", "flush"])
     assert failed.exit_code == 1
     assert "Delivered 0, failed 3, 3 waiting." in failed.output
 
-    dropped = runner.invoke(args=["keitaro", "postbacks", "drop", str(ids[1])])
+    dropped = runner.invoke(keitaro_cli, ["postbacks", "drop", str(ids[1])])
     assert dropped.exit_code == 0 and f"Dropped conversion #{ids[1]}" in dropped.output
-    again = runner.invoke(args=["keitaro", "postbacks", "drop", str(ids[1])])
+    again = runner.invoke(keitaro_cli, ["postbacks", "drop", str(ids[1])])
     assert again.exit_code == 1 and "No conversion" in again.output
 
     receiver.ok()
-    flushed = runner.invoke(args=["keitaro", "postbacks", "flush"])
+    flushed = runner.invoke(keitaro_cli, ["postbacks", "flush"])
     assert flushed.exit_code == 0, flushed.output
     assert "Delivered 2, failed 0, 0 waiting." in flushed.output
     assert receiver.subids()[-2:] == ["c0", "c2"]
-    emptied = runner.invoke(args=["keitaro", "postbacks", "list"])
+    emptied = runner.invoke(keitaro_cli, ["postbacks", "list"])
     assert "Nothing is waiting" in emptied.output
 
 
 def test_cli_postbacks_explain_what_is_missing(
     make_app: AppFactory, receiver: PostbackReceiver
 ) -> None:
-    result = make_app().test_cli_runner().invoke(args=["keitaro", "postbacks", "list"])
+    result = make_app().test_cli_runner().invoke(keitaro_cli, ["postbacks", "list"])
     assert result.exit_code == 1 and "KEITARO_POSTBACK_URL is not set" in result.output
     direct = make_app(KEITARO_POSTBACK_URL=receiver.url, KEITARO_POSTBACK_OUTBOX=None)
-    result = direct.test_cli_runner().invoke(args=["keitaro", "postbacks", "flush"])
+    result = direct.test_cli_runner().invoke(keitaro_cli, ["postbacks", "flush"])
     assert result.exit_code == 1 and "KEITARO_POSTBACK_OUTBOX is None" in result.output
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import socket
 
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 from landing_site import create_app
 
 from flask_keitaro import KeitaroExtension
+from flask_keitaro.cli import keitaro_cli
 from flask_keitaro.testing import ClickAPIEmulator
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/124.0"}
@@ -75,3 +77,11 @@ def test_unit_tests_need_no_tracker() -> None:
     app = create_app(KEITARO_ENABLED=False, KEITARO_TRACKER_URL=None)
     page = app.test_client().get("/")
     assert page.text == "<h1>Spring sale</h1>"
+
+
+def test_the_check_command_reaches_the_tracker(app: Flask) -> None:
+    # The runner invokes app.cli unless told: this group is a plugin's.
+    token = app.config["LANDING_TOKEN"]
+    result = app.test_cli_runner().invoke(keitaro_cli, ["check", token])
+    assert result.exit_code == 0, result.output
+    assert "Decision: " in result.output
