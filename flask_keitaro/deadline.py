@@ -32,6 +32,7 @@ import queue
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, select_proxy
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 #: The largest answer body accepted from the tracker; a larger one is an :exc:`InvalidAnswer`.
@@ -340,6 +341,8 @@ class DeadlineAdapter(HTTPAdapter):
         #: Calls inside :meth:`send` (read in a forked child, see :meth:`forget`).
         self.in_flight = 0
         self.in_flight_lock = threading.Lock()
+        #: The pool of the last URL and settings called (see get_connection_with_tls_context).
+        self.pools: dict[tuple[Any, ...], weakref.ref[ConnectionPool]] = {}
         super().__init__(
             pool_connections=1, pool_maxsize=pool_size, max_retries=0, pool_block=False
         )
@@ -354,6 +357,26 @@ class DeadlineAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = dict(POOL_CLASSES)
         return manager
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: Any,
+        proxies: Mapping[str, str] | None = None,
+        cert: Any = None,
+    ) -> ConnectionPool:
+        # requests looks the pool up anew for every call (parsing the URL and the proxies
+        # each time); the package's calls go to one URL with the same settings, so the pool
+        # found is remembered, while its pool manager keeps it (a weak reference: when the
+        # manager lets go of it, as close() does, it is closed and collected as usual).
+        key = (request.url, verify, cert, tuple(proxies.items()) if proxies else ())
+        kept = self.pools.get(key)
+        pool = None if kept is None else kept()
+        if isinstance(pool, HTTPConnectionPool) and pool.pool is not None:
+            return pool
+        found = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        self.pools = {key: weakref.ref(found)}
+        return found
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         # requests' own, but that the answer's cookies are not taken into a jar: the package

@@ -148,20 +148,12 @@ class Transport:
         A call's header of the same name as one of every call's replaces it. A header holding
         a line break or a NUL is refused (``ValueError``) before anything is sent.
         """
-        template = self._template
         adapter = self._adapter
-        if template is None or adapter is None:
+        if adapter is None:
             raise TrackerUnavailable("there is no tracker URL to call")
         if self.closed:
             raise TrackerUnavailable("the client's connections are closed")
-        request = template.copy()
-        request.body = body
-        fields = request.headers
-        fields["Content-Length"] = str(len(body))
-        for name, value in headers.items():
-            if REQUEST_LINE_BREAK.search(name) or REQUEST_LINE_BREAK.search(value):
-                raise ValueError("a request header line holds a line break or a NUL")
-            fields[name] = value
+        request = self.request(body, headers)
         try:
             response = adapter.send(
                 request,
@@ -176,6 +168,21 @@ class Transport:
         except Exception as exc:
             raise _failure(exc) from exc
         return response.status_code, answer
+
+    def request(self, body: bytes, headers: Mapping[str, str]) -> requests.PreparedRequest:
+        """The prepared request of a call: every call's headers, ``headers`` and ``body``."""
+        template = self._template
+        if template is None:
+            raise TrackerUnavailable("there is no tracker URL to call")
+        request = template.copy()
+        request.body = body
+        fields = request.headers
+        fields["Content-Length"] = str(len(body))
+        for name, value in headers.items():
+            if REQUEST_LINE_BREAK.search(name) or REQUEST_LINE_BREAK.search(value):
+                raise ValueError("a request header line holds a line break or a NUL")
+            fields[name] = value
+        return request
 
     def after_fork(self) -> None:
         """In a forked child: the parent's Session, pools and sockets are not this process's."""

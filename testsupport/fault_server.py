@@ -93,13 +93,16 @@ def http_answer(
 
 
 class FaultServer:
-    """A TCP (or TLS) server on 127.0.0.1 that runs ``steps`` on every connection it accepts."""
+    """A TCP (or TLS) server on 127.0.0.1 that runs ``steps`` on every connection it accepts.
 
-    def __init__(self, *steps: Step, tls: bool = False) -> None:
+    With ``tls=True`` its certificate is for 127.0.0.1, or for ``names`` (``"DNS:x.test"``).
+    """
+
+    def __init__(self, *steps: Step, tls: bool = False, names: tuple[str, ...] = ()) -> None:
         self.steps = steps
         self._context: ssl.SSLContext | None = None
         if tls:
-            cert, key = self_signed_certificate()
+            cert, key = self_signed_certificate(*names)
             self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._context.load_cert_chain(cert, key)
         self._server = RawServer(self._run)
@@ -143,29 +146,32 @@ class FaultServer:
             conn.close()
 
 
-_certificate: tuple[str, str] | None = None
+_certificates: dict[tuple[str, ...], tuple[str, str]] = {}
 _certificate_lock = threading.Lock()
 
 
-def self_signed_certificate() -> tuple[str, str]:
-    """``(cert, key)`` paths of a self-signed certificate for 127.0.0.1, made once per process.
+def self_signed_certificate(*names: str) -> tuple[str, str]:
+    """``(cert, key)`` paths of a self-signed certificate, made once per process and names.
 
-    The certificate doubles as the CA bundle that makes a client trust it.
+    ``names`` are its subject alternative names (``"IP:127.0.0.1"``, the default, or
+    ``"DNS:tracker.test"``). The certificate doubles as the CA bundle that makes a client
+    trust it.
     """
-    global _certificate
+    names = names or ("IP:127.0.0.1",)
     with _certificate_lock:
-        if _certificate is None:
+        if names not in _certificates:
             directory = Path(tempfile.mkdtemp(prefix="flask-keitaro-tls-"))
             atexit.register(shutil.rmtree, directory, True)
             cert, key = directory / "cert.pem", directory / "key.pem"
+            common = names[0].partition(":")[2]
             subprocess.run(
                 ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                  "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-subj", f"/CN={common}", "-addext", f"subjectAltName={','.join(names)}",
                  "-keyout", str(key), "-out", str(cert)],
                 check=True,
                 capture_output=True,
                 timeout=60,
             )  # fmt: skip
-            _certificate = (str(cert), str(key))
-        return _certificate
+            _certificates[names] = (str(cert), str(key))
+        return _certificates[names]
