@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import sys
 import threading
 from collections import deque
@@ -32,6 +33,30 @@ class QuietHTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class QuietHTTPSServer(QuietHTTPServer):
+    """:class:`QuietHTTPServer` speaking TLS with ``context``: each handshake in its own thread.
+
+    A client that the context refuses (no client certificate, a certificate it does not
+    trust) or that refuses the server's certificate is counted in ``refused``.
+    """
+
+    def __init__(self, address: tuple[str, int], handler: Any, context: ssl.SSLContext) -> None:
+        super().__init__(address, handler)
+        self.context = context
+        self.refused = 0
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(5)
+        try:
+            conn = self.context.wrap_socket(request, server_side=True)
+        except OSError:  # ssl.SSLError is one: a failed handshake
+            self.refused += 1
+            return
+        with conn:
+            conn.settimeout(None)
+            super().finish_request(conn, client_address)
+
+
 @dataclass
 class Call:
     """One request the tracker received."""
@@ -50,6 +75,8 @@ class Answer:
     status: int = 200
     body: bytes = b"{}"
     content_type: str = "application/json"
+    #: More HTTP headers of the answer (a ``Set-Cookie``, say).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def do_nothing(**info: Any) -> dict[str, Any]:
@@ -80,10 +107,11 @@ class RecordingTracker:
     """A real HTTP/1.1 keep-alive server on 127.0.0.1 that records calls and answers scripted JSON.
 
     Built on ``http.server`` rather than werkzeug's development server, which closes every
-    connection: connection reuse by the client must be observable here.
+    connection: connection reuse by the client must be observable here. With ``tls`` (a
+    server context) it speaks HTTPS, and ``refused`` counts the failed handshakes.
     """
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.calls: list[Call] = []
         self._answers: deque[Answer] = deque()
         self.default = Answer(body=json.dumps(do_nothing()).encode())
@@ -102,10 +130,20 @@ class RecordingTracker:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = QuietHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._server: QuietHTTPServer
+        if tls is None:
+            self._server = QuietHTTPServer(("127.0.0.1", port), Handler)
+        else:
+            self._server = QuietHTTPSServer(("127.0.0.1", port), Handler, tls)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,))
         self._thread.daemon = True
+
+    @property
+    def refused(self) -> int:
+        """How many TLS handshakes failed (always 0 without TLS)."""
+        return self._server.refused if isinstance(self._server, QuietHTTPSServer) else 0
 
     def start(self) -> RecordingTracker:
         self._thread.start()
@@ -124,15 +162,16 @@ class RecordingTracker:
         raw: bytes | None = None,
         content_type: str = "application/json",
         times: int = 1,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """Queue an answer: ``data`` as JSON, or ``raw`` bytes."""
+        """Queue an answer: ``data`` as JSON, or ``raw`` bytes, with more ``headers``."""
         body = raw if raw is not None else json.dumps(data).encode()
         for _ in range(times):
-            self._answers.append(Answer(status, body, content_type))
+            self._answers.append(Answer(status, body, content_type, headers))
 
-    def always(self, data: Any) -> None:
-        """Answer ``data`` to every call from now on."""
-        self.default = Answer(body=json.dumps(data).encode())
+    def always(self, data: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer ``data`` (with more HTTP ``headers``) to every call from now on."""
+        self.default = Answer(body=json.dumps(data).encode(), headers=headers)
 
     @property
     def last(self) -> Call:
@@ -163,6 +202,8 @@ class RecordingTracker:
         handler.send_response(answer.status)
         handler.send_header("Content-Type", answer.content_type)
         handler.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(answer.body)
 

@@ -34,6 +34,7 @@ NAVIGATION = [
         "Guides",
         [
             "Behind a proxy or a CDN",
+            "Reaching the tracker: proxies and certificates",
             "Offer links and templates",
             "Click state and restoring",
             "Local landings chosen by the tracker",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from flask import Flask
 
 from flask_keitaro import (
@@ -22,7 +23,15 @@ def landing() -> str:
     return f'<h1>Spring sale</h1><a id="offer" href="{offer}">Buy</a>'
 
 
-def create_app(**config: Any) -> Flask:
+@keitaro_campaign(token_from_config("LANDING_TOKEN"))
+def signup() -> str:
+    # A lead for the tracker: "delivered", "queued" or "skipped".
+    return f"Welcome! ({current_click.postback('lead').outcome})"
+
+
+def create_app(
+    session: requests.Session | None = None, **config: Any
+) -> Flask:
     """The site, with ``config`` over its defaults."""
     app = Flask(__name__)
     app.config.update(
@@ -31,6 +40,7 @@ def create_app(**config: Any) -> Flask:
         LANDING_TOKEN="q831vzbxkbcnyk23z3jwww4pbhhtpxpm",
     )
     app.config.update(config)
-    KeitaroExtension(app)
+    KeitaroExtension(app, session=session)
     app.add_url_rule("/", view_func=landing)
+    app.add_url_rule("/signup", view_func=signup, methods=["POST"])
     return app
