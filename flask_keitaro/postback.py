@@ -287,12 +287,16 @@ class PostbackClient:
         return False if self.outbox is None else self.outbox.drop(row_id)
 
     def close(self) -> None:
-        """Stop the delivery thread (what it holds stays in the outbox for the next start)."""
+        """Stop the delivery thread and close the pooled connections to the tracker.
+
+        What the outbox holds stays there for the next start.
+        """
         self._closed = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2 * sum(self.timeout) + 1)
+        self._transport.close()
         if self.outbox is not None:
             self.outbox.close()
 

@@ -122,7 +122,9 @@ class Transport:
             return
         url = str(self._template.url)
         session = _session_from(self._source)
-        settings = session.merge_environment_settings(url, {}, None, None, None)
+        # The session's own verify goes first, as the request's would: a bundle or False set on
+        # the session beats REQUESTS_CA_BUNDLE; its default (True) lets the variables speak.
+        settings = session.merge_environment_settings(url, {}, None, session.verify, None)
         self._proxies = settings["proxies"]
         self._cert = settings["cert"]
         verify = settings["verify"] if self._verify_setting is None else self._verify_setting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -33,7 +34,7 @@ from flask_keitaro.postback import (
 from tests.support import URLLIB3_REQUEST_LINE
 from tests.support.postback_receiver import KEY, PostbackReceiver
 from testsupport.fault_server import FaultServer, ReadRequest, Trickle
-from testsupport.tracker import free_port
+from testsupport.tracker import RawServer, free_port, read_request
 
 ClientFactory = Callable[..., PostbackClient]
 
@@ -510,3 +511,29 @@ def test_with_every_logger_at_debug_the_key_shows_in_urllib3s_request_line_alone
     # could: the lower errors' text names the URL).
     for exc in raised:
         assert key not in "".join(traceback.format_exception(exc))
+
+
+def test_close_closes_the_pooled_connection_to_the_tracker() -> None:
+    """A closed client lets go of its keep-alive connection at once, not when collected."""
+    hung_up = threading.Event()
+
+    def answer_then_wait(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+        conn.settimeout(5)
+        try:
+            if conn.recv(1) == b"":
+                hung_up.set()
+        except OSError:
+            pass
+
+    server = RawServer(answer_then_wait).start()
+    client = PostbackClient(f"{server.url}/{KEY}/postback", outbox=None, threads=False)
+    try:
+        assert client.postback("abc123", "lead").delivered
+        assert not hung_up.wait(0.2)  # kept alive for the next postback
+        client.close()
+        assert hung_up.wait(3)
+    finally:
+        client.close()
+        server.stop()
