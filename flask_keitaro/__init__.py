@@ -27,9 +27,9 @@ from .extension import (
 )
 from .fields import ClickOptions
 from .middleware import KeitaroMiddleware
-from .pipeline import Route
 from .postback import Conversion, PostbackClient, PostbackResult
 from .result import ClickInfo, ClickResult
+from .route import Route
 from .signals import (
     breaker_changed,
     click_failed,

@@ -17,7 +17,7 @@ import requests
 from .config import MAX_ID, KeitaroConfig, key_name
 from .errors import token_digest, token_hint
 from .forwarding import is_private_name
-from .pipeline import PerRequest, Route
+from .route import PerRequest, Route
 
 #: The attribute of a :func:`~flask_keitaro.token_from_config` callable naming its config key.
 TOKEN_CONFIG_KEY = "config_key"

@@ -8,6 +8,7 @@ Nothing here imports Flask: the WSGI middleware and the CLI use it as it is.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Self
 
 from .errors import (
     CampaignTokenRejected,
@@ -20,6 +21,9 @@ from .fields import ClickOptions, build_call, encode_form
 from .result import ClickResult
 from .transport import HTTPSession, Transport
 from .visitor import Visitor
+
+if TYPE_CHECKING:
+    from .config import KeitaroConfig
 
 
 class ClickAPIClient:
@@ -56,6 +60,18 @@ class ClickAPIClient:
             timeout=timeout,
             verify=verify,
             pool_size=pool_size,
+            session=session,
+        )
+
+    @classmethod
+    def from_config(cls, config: KeitaroConfig, *, session: HTTPSession | None = None) -> Self:
+        """A client of the tracker ``config`` names, with its timeout, TLS and pool settings."""
+        return cls(
+            config.tracker_url,
+            timeout=config.timeout,
+            verify=config.verify_ssl,
+            pool_size=config.pool_size,
+            uniqueness_cookie=config.uniqueness_cookie,
             session=session,
         )
 

@@ -36,9 +36,10 @@ from .client import ClickAPIClient
 from .config import DEFAULTS, OPTIONS, KeitaroConfig, outbox_option
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
-from .pipeline import Pipeline, Route
+from .pipeline import Pipeline
 from .postback import PostbackClient, PostbackResult, report
 from .postback import from_config as postback_client
+from .route import Route
 from .state import SecretKeys
 from .transport import HTTPSession, check_session
 
@@ -162,7 +163,7 @@ def _takes_route(route: Callable[P, Route]) -> Callable[[Callable[..., R]], Call
 def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     """Run each visitor of the decorated view through a campaign.
 
-    Takes the campaign token and the route options of :class:`~flask_keitaro.pipeline.Route`;
+    Takes the campaign token and the route options of :class:`~flask_keitaro.Route`;
     an option left ``None`` takes the app's config. When the tracker decides (a redirect, a
     page, a 404) the visitor gets its answer and the view does not run; otherwise the view
     runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
@@ -377,9 +378,8 @@ class KeitaroExtension:
                     logger.warning("Unknown config key %s: did you mean %s?", key, close[0])
         config = KeitaroConfig.from_mapping(app.config)
         session_cookie = app.config.get("SESSION_COOKIE_NAME") or "session"
-        pipeline = Pipeline.from_config(
-            config, session_cookie=session_cookie, session=self._session
-        )
+        client = ClickAPIClient.from_config(config, session=self._session)
+        pipeline = Pipeline(config, client, session_cookie=session_cookie)
         postbacks = postback_client(config, app.instance_path, sender=app, session=self._session)
         state = KeitaroState(self, config, pipeline.client, pipeline, postbacks)
         app.extensions[_EXTENSION_KEY] = state

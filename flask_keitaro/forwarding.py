@@ -111,6 +111,10 @@ class Forwarding:
         """Whether the cookie called ``cookie`` is one the site keeps from the tracker."""
         return cookie.lower() in self.private_cookies
 
+    def with_tracker_cookies(self, names: frozenset[str]) -> Forwarding:
+        """The same rule, forwarding the cookies ``names`` the tracker set (as the state says)."""
+        return replace(self, tracker_cookies=names) if names else self
+
     def withholding_tracker_cookies(self, uniqueness_cookie: str) -> Forwarding:
         """The same rule with the visitor's stored tracker cookies kept back.
 

@@ -19,12 +19,14 @@ from werkzeug.wsgi import get_path_info
 
 from .breaker import BreakerState
 from .checks import secret_key_finding
+from .client import ClickAPIClient
 from .config import OPTIONS, KeitaroConfig, outbox_option, validate_bool
 from .conversion import Conversion, postback_method
 from .errors import ConfigurationError
-from .pipeline import PerRequest, Pipeline, Route
+from .pipeline import Pipeline
 from .postback import PostbackResult, report
 from .postback import from_config as postback_client
+from .route import PerRequest, Route
 from .state import SecretKeys
 from .transport import HTTPSession, check_session
 
@@ -160,7 +162,7 @@ class KeitaroMiddleware:
         self.app = app
         checked = KeitaroConfig.from_mapping(config)
         session = check_session(session)
-        self.pipeline = Pipeline.from_config(checked, session=session)
+        self.pipeline = Pipeline(checked, ClickAPIClient.from_config(checked, session=session))
         #: The postback client (``None`` without ``postback_url``).
         self.postbacks = postback_client(checked, os.getcwd(), sender=self, session=session)
         no_secret = secret_key_finding(checked, bool(self.secret_keys), "secret_key")

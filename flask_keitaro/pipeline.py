@@ -2,41 +2,24 @@
 
 Nothing here imports Flask. The Flask decorator and the WSGI middleware are two doors onto
 :meth:`Pipeline.run`: they build nothing of the click themselves, they only send the
-:class:`Outcome`'s response, or run the app and hand its response to :meth:`Outcome.finish`.
+:class:`~flask_keitaro.replay.Outcome`'s response, or run the app and hand its response to
+:meth:`Outcome.finish <flask_keitaro.replay.Outcome.finish>`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.datastructures import Headers
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from . import signals
 from .breaker import BreakerChange, CircuitBreaker
 from .click import Click, Reporter
-from .client import ClickAPIClient
-from .config import (
-    CURRENT_PAGE,
-    OPTIONS,
-    Consent,
-    KeitaroConfig,
-    Landing,
-    SendParams,
-    key_name,
-    validate_bool,
-    validate_landing,
-    validate_landing_id,
-    validate_landings,
-    validate_option,
-    validate_referrer,
-)
-from .cookies import CookiePolicy, SetCookie, cookie_max_age
+from .config import KeitaroConfig, Landing, key_name
 from .errors import (
     BreakerOpen,
     ConfigurationError,
@@ -44,21 +27,19 @@ from .errors import (
     TrackerError,
     token_hint,
 )
-from .fields import MAX_SITE_PARAMS, ClickOptions, is_safe_name
-from .forwarding import Forwarding
-from .replay import ReplayScope, decide, finish_headers
-from .result import ClickInfo
-from .state import QUERY_RESTORE_TTL, ClickState, SecretKeys, cookie_value, info_from_query
-from .transport import HTTPSession
-from .visitor import Visitor, current_url, is_cors_preflight, is_prefetch
+from .replay import Outcome, ReplayScope, decide
+from .route import Route
+from .state import ClickState, SecretKeys, cookie_value, info_from_query
+from .visitor import Visitor, is_cors_preflight, is_prefetch
+
+if TYPE_CHECKING:
+    from .client import ClickAPIClient
+    from .forwarding import Forwarding
+    from .result import ClickInfo
+
+__all__ = ["Outcome", "Pipeline", "Route"]
 
 logger = logging.getLogger("flask_keitaro")
-
-#: A value known per request: a string, or a callable taking the request (``None``: none).
-PerRequest = str | Callable[[Request], str | None]
-
-#: A route's ``keyword``: a string, a callable taking the request, or ``None``.
-Keyword = PerRequest | None
 
 #: How many unknown (route, landing id) pairs are logged, each once.
 MAX_UNKNOWN_LANDINGS = 1024
@@ -67,235 +48,13 @@ MAX_UNKNOWN_LANDINGS = 1024
 MAX_LOGGED_TOKEN_KEYS = 1024
 
 
-@dataclass(frozen=True, repr=False)
-class Route:
-    """A campaign route: the campaign token and the route's options.
-
-    Every option left ``None`` takes the app's config value of the same name
-    (``log=None`` means ``KEITARO_LOG``). This class is the one declaration of the route
-    options: :func:`~flask_keitaro.keitaro_campaign`, :meth:`KeitaroExtension.campaign
-    <flask_keitaro.KeitaroExtension.campaign>` and the middleware all take its fields.
-
-    Every option is checked when the route is made, at decoration (or when the middleware is
-    made): a bad value raises :exc:`~flask_keitaro.ConfigurationError` (a ``ValueError``)
-    naming the option and the value, never a token. An option with a config key is checked
-    by that key's validator, so ``restore="no"`` fails as ``KEITARO_RESTORE = "no"`` does.
-
-    :param token: the campaign token (a non-empty string), or a callable taking the request
-        and returning it (``None``: no click for that request; the view runs with an empty
-        click). A callable raises :exc:`~flask_keitaro.ConfigurationError` for a token the
-        site should have and has not (as :func:`~flask_keitaro.token_from_config` does): the
-        first such request of each key logs an ERROR, and :data:`KEITARO_FAIL_MODE` decides.
-    :param force_redirect_offer: ``True`` or ``False``; ``True`` sends
-        ``force_redirect_offer=1`` (straight to the offer).
-    :param landing_id: a landing id, sent as ``landing_id``: a whole number from 1 to
-        2147483647, or a string of its digits (kept as an ``int``).
-    :param keyword: a string, or a callable taking the request and returning one (or ``None``).
-    :param send_params: which visitor query parameters go to the tracker: ``"all"``,
-        ``"utm"``, ``"none"`` or a list of names.
-    :param log: ``True`` or ``False``; ``True`` asks the tracker for its processing log.
-    :param restore: ``True`` or ``False``; ``False`` always clicks: never restores from the
-        state cookie or a link.
-    :param referrer: ``None`` (the visitor's own ``Referer``), ``"current_page"`` (the URL of
-        the request) or an absolute ``http(s)://`` URL; sent as both ``referrer`` and
-        ``se_referrer``.
-    :param params: the site's own extra fields, name -> a string or a callable taking the
-        request (``None``: not sent). Sent after the visitor's parameters, they beat one of the
-        same name and are never dropped (a value is cut at 2048 bytes); at most 20, and a name
-        of the call's own fields is refused.
-    :param replay: ``True`` or ``False``; ``False`` always runs the view:
-        ``current_click.acted`` tells whether the tracker decided and
-        ``current_click.response`` is what the visitor would have got.
-    :param landings: the site's own pages for the landings the tracker rotates: landing id
-        (an ``int``, as in ``info.landing_id``) -> a template name, or a callable taking the
-        click (and the keyword arguments of :func:`~flask_keitaro.render_landing`) and
-        returning a response. ``current_click.landing`` is the one chosen.
-    :param landing_default: what a click with no ``landing_id``, an id not in ``landings``,
-        or no click at all (the tracker down, fail-open) shows; required with ``landings``.
-    :param consent: the consent rule, a callable taking the request and answering ``True``,
-        ``False`` or ``None`` (see :data:`KEITARO_CONSENT`); until it says ``True`` the
-        extension sets no cookie and forwards none of the tracker's.
-    """
-
-    token: PerRequest
-    force_redirect_offer: bool | None = None
-    landing_id: int | str | None = None
-    keyword: Keyword = None
-    send_params: SendParams | None = None
-    log: bool | None = None
-    restore: bool | None = None
-    referrer: str | None = None
-    params: Mapping[str, PerRequest] | None = None
-    replay: bool = True
-    landings: Mapping[int, Landing] | None = None
-    landing_default: Landing | None = None
-    consent: Consent | None = None
-
-    def __post_init__(self) -> None:
-        token = self.token
-        if not callable(token) and not (isinstance(token, str) and token.strip()):
-            # Only a blank token is shown: anything else may be a secret put in the wrong place.
-            shown = token if token is None or isinstance(token, str) else type(token).__name__
-            raise ConfigurationError(
-                "token", shown, "must be a campaign token string or a callable taking the request"
-            )
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name in OPTIONS and value is not None:
-                object.__setattr__(self, item.name, validate_option(item.name, value))
-        object.__setattr__(self, "landing_id", validate_landing_id("landing_id", self.landing_id))
-        validate_referrer("referrer", self.referrer)
-        validate_bool("replay", self.replay)
-        if not (self.keyword is None or isinstance(self.keyword, str) or callable(self.keyword)):
-            raise ConfigurationError(
-                "keyword", self.keyword, "must be a string, a callable taking the request, or None"
-            )
-        if self.params is not None and not isinstance(self.params, Mapping):
-            raise ConfigurationError("params", self.params, "must be a mapping of names to values")
-        if len(self.params or {}) > MAX_SITE_PARAMS:
-            raise ConfigurationError(
-                "params", f"{len(self.params or {})} fields", f"at most {MAX_SITE_PARAMS}"
-            )
-        for name, value in (self.params or {}).items():
-            if not isinstance(name, str) or not is_safe_name(name):
-                raise ConfigurationError(
-                    "params",
-                    name,
-                    "cannot be sent under this name: names are 1-64 of A-Z a-z 0-9 _ - and"
-                    " not one of the Click API call's own fields",
-                )
-            if not (isinstance(value, str) or callable(value)):
-                raise ConfigurationError(
-                    f"params[{name!r}]", value, "must be a string or a callable taking the request"
-                )
-        object.__setattr__(self, "landings", validate_landings("landings", self.landings))
-        if self.landing_default is not None:
-            validate_landing("landing_default", self.landing_default)
-        if (self.landings is None) != (self.landing_default is None):
-            given, missing = (
-                ("landings", "landing_default")
-                if self.landing_default is None
-                else ("landing_default", "landings")
-            )
-            raise ConfigurationError(
-                missing,
-                None,
-                f"is needed with {given}: landing_default is what a click with no or an"
-                " unknown landing_id shows, and the tracker being down too",
-            )
-
-    def __repr__(self) -> str:
-        shown = [
-            f"token=...{token_hint(self.token)}"
-            if isinstance(self.token, str)
-            else f"token={getattr(self.token, '__qualname__', 'callable')}"
-        ]
-        shown += [
-            f"{item.name}={getattr(self, item.name)!r}"
-            for item in fields(self)
-            if item.name != "token" and getattr(self, item.name) != item.default
-        ]
-        return f"<Route {', '.join(shown)}>"
-
-    def token_for(self, request: Request) -> str | None:
-        """The campaign token for ``request`` (``None``: no click)."""
-        token = self.token(request) if callable(self.token) else self.token
-        return token or None
-
-    def consent_for(self, request: Request, config: KeitaroConfig) -> bool | None:
-        """The visitor's answer to the consent rule in force (``True`` without a rule).
-
-        A rule that raises, or answers anything but ``True``, ``False`` or ``None``, is
-        logged and counts as ``None`` (not asked): no cookie, and never an error page.
-        """
-        rule = self.option("consent", config)
-        if rule is None:
-            return True
-        try:
-            answer = rule(request)
-        except Exception:
-            logger.warning(
-                "The Keitaro consent rule %s raised: counted as not asked (no cookies)",
-                getattr(rule, "__qualname__", "callable"),
-                exc_info=True,
-            )
-            return None
-        if answer is None or isinstance(answer, bool):
-            return answer
-        logger.warning(
-            "The Keitaro consent rule %s answered a %s, not True, False or None: counted as"
-            " not asked (no cookies)",
-            getattr(rule, "__qualname__", "callable"),
-            type(answer).__name__,
-        )
-        return None
-
-    def option(self, name: str, config: KeitaroConfig) -> Any:
-        """The value of option ``name`` in force: the route's own, else the app's config."""
-        value = getattr(self, name)
-        return getattr(config, name) if value is None else value
-
-    def click_options(
-        self, config: KeitaroConfig, request: Request, forwarding: Forwarding | None = None
-    ) -> ClickOptions:
-        """The call's options for ``request``: the route's options over the app's config.
-
-        ``forwarding`` says which cookies and headers may leave the site (none given: the
-        private-data rule alone).
-        """
-        keyword = self.keyword(request) if callable(self.keyword) else self.keyword
-        params = []
-        for name, value in (self.params or {}).items():
-            given = value(request) if callable(value) else value
-            if given is not None:
-                params.append((name, str(given)))
-        return ClickOptions(
-            force_redirect_offer=self.option("force_redirect_offer", config),
-            landing_id=self.landing_id,
-            keyword=keyword,
-            send_params=self.option("send_params", config),
-            log=self.option("log", config),
-            referrer=current_url(request) if self.referrer == CURRENT_PAGE else self.referrer,
-            params=tuple(params),
-            forwarding=forwarding or Forwarding(),
-        )
-
-
-@dataclass
-class Outcome:
-    """What the click decided for one request.
-
-    Either :attr:`response` is set (the tracker decided; send it, the app does not run), or
-    :attr:`unavailable` is true (the tracker failed and the fail mode is ``"closed"``: answer
-    503), or the app runs with :attr:`click` and its response goes through :meth:`finish`.
-    """
-
-    click: Click
-    response: Response | None = None
-    unavailable: bool = False
-    cookies: tuple[SetCookie, ...] = ()
-    policy: CookiePolicy = field(default_factory=CookiePolicy)
-    #: False when the request was let through untouched (a CORS preflight, no token).
-    touched: bool = True
-
-    def finish(self, response: Response) -> Response:
-        """Write the click's cookies on ``response`` and keep shared caches away from it.
-
-        This is the one place that finishes a response the click touched, replayed or the
-        app's own: ``Cache-Control: private, no-store`` unless the app set a
-        ``Cache-Control`` itself, so a CDN never serves one visitor's click to the next.
-        """
-        self.finish_headers(response.headers)
-        return response
-
-    def finish_headers(self, headers: Headers) -> None:
-        """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
-        if self.touched:
-            finish_headers(headers, self.cookies, self.policy)
-
-
 class Pipeline:
-    """The click path of one app (or one middleware): config, tracker client, cookie names."""
+    """The click path of one app (or one middleware): config, tracker client, cookie names.
+
+    ``client`` makes the calls (:meth:`ClickAPIClient.from_config
+    <flask_keitaro.ClickAPIClient.from_config>`); ``session_cookie`` is the name of the app's
+    own session cookie, which the tracker may never set nor read.
+    """
 
     def __init__(
         self,
@@ -308,51 +67,14 @@ class Pipeline:
         self.client = client
         #: Stops calling the tracker while it keeps failing (``KEITARO_BREAKER_*``).
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
-        #: Cookies of the site that the tracker may never set nor read.
-        self.private_cookies = tuple(name for name in (session_cookie, config.state_cookie) if name)
-        #: The cookie attributes for a plain (False) and a secure (True) request.
-        self._policies = {
-            secure: CookiePolicy(
-                config.cookie_domain,
-                secure if config.cookie_secure == "auto" else config.cookie_secure,
-            )
-            for secure in (False, True)
-        }
+        #: What replay must know of the site: the private-data rule, the cookie attributes.
+        self.replay_scope = ReplayScope.for_site(config, session_cookie)
+        #: What of the visitor may leave the site, before the tracker's own cookies are known.
+        self.forwarding = self.replay_scope.forwarding
         #: (route, landing id) pairs already logged as not in the route's landings.
         self._unknown_landings: set[tuple[int, int]] = set()
-        #: What of the visitor may leave the site, before the tracker's own cookies are known.
-        self.forwarding = Forwarding.of(
-            private_cookies=(*self.private_cookies, *config.private_cookies),
-            private_headers=config.private_headers,
-            forward_cookies=config.forward_cookies,
-        )
-        #: What replay must know of the site: the same private-data rule, the other way.
-        self.replay_scope = ReplayScope(self.forwarding, config.uniqueness_cookie)
         #: The config keys already logged as missing a route's campaign token.
         self._logged_token_keys: set[str] = set()
-
-    @classmethod
-    def from_config(
-        cls,
-        config: KeitaroConfig,
-        *,
-        session_cookie: str | None = None,
-        session: HTTPSession | None = None,
-    ) -> Pipeline:
-        """A pipeline with its own pooled tracker client, made from ``config``.
-
-        ``session`` is the :class:`requests.Session` (or a callable making one) the calls
-        go through; ``session_cookie`` the name of the app's own session cookie.
-        """
-        client = ClickAPIClient(
-            config.tracker_url,
-            timeout=config.timeout,
-            verify=config.verify_ssl,
-            pool_size=config.pool_size,
-            uniqueness_cookie=config.uniqueness_cookie,
-            session=session,
-        )
-        return cls(config, client, session_cookie=session_cookie)
 
     def close(self) -> None:
         """Close the pooled tracker connections."""
@@ -373,24 +95,14 @@ class Pipeline:
         ``secret_keys`` sign the state cookie (none: no state); ``reporter`` is what the
         click's ``postback`` reports through (the door's own).
         """
-        preflight = is_cors_preflight(request)
-        missing = None
-        try:
-            token = None if preflight else route.token_for(request)
-        except ConfigurationError as problem:
-            token, missing = None, problem
         config = self.config
-        if token is None or not config.enabled:
-            # No click, and no cookie either way; the view still learns the visitor's answer.
-            consented = True if preflight else route.consent_for(request, config)
-            empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
-            if missing is not None and config.enabled:
-                return self._no_token(missing, request, empty)
-            return Outcome(empty, touched=False)
+        token = self._token(route, request, reporter)
+        if isinstance(token, Outcome):
+            return token
         consented = route.consent_for(request, config)
         made = partial(self._click, route, reporter=reporter, consented=consented)
         prefetch = is_prefetch(request)
-        policy = self._policies[request.is_secure]
+        policy = self.replay_scope.policy(request.is_secure)
         if prefetch and config.prefetch == "skip":
             return Outcome(made(None), policy=policy)
 
@@ -405,13 +117,14 @@ class Pipeline:
         restored = self._restore(token, request, state, made) if restore else None
         if restored is not None:
             signals.click_restored.send(sender, click=restored)
-            return Outcome(restored, cookies=self._state_cookies(prefetch, state), policy=policy)
+            cookies = state.set_cookies() if state is not None and not prefetch else ()
+            return Outcome(restored, cookies=cookies, policy=policy)
 
         allowed, change = self.breaker.allow()
         _announce(change, sender)
         if not allowed:
             skipped = BreakerOpen("the tracker keeps failing: no call while its breaker is open")
-            return self._failed(skipped, None, sender, made(None), policy)
+            return self._failed(skipped, None, sender, Outcome(made(None), policy=policy))
         # Read only for a call: a restored visit, or one the breaker stops, needs none of it.
         visitor = Visitor.from_request(
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
@@ -424,16 +137,13 @@ class Pipeline:
             verdict = decide(result, visitor, self.replay_scope, consented=consented)
         except Exception as exc:  # no tracker failure may become a 500
             error = exc if isinstance(exc, TrackerError) else _unexpected(exc)
-            return self._failed(error, started, sender, made(None), policy)
+            return self._failed(error, started, sender, Outcome(made(None), policy=policy))
 
         _announce(self.breaker.record(None), sender)
+        # replay=False: the view gets the tracker's answer; its own response is finished.
+        response = None if route.replay else verdict.response
         click = made(
-            result.info,
-            log=result.log,
-            raw=result.raw,
-            acted=verdict.acted,
-            # replay=False: the view gets the tracker's answer; its own response is finished.
-            response=None if route.replay else verdict.response,
+            result.info, log=result.log, raw=result.raw, acted=verdict.acted, response=response
         )
         signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
@@ -446,8 +156,30 @@ class Pipeline:
             return outcome
         if state is not None and not visitor.is_prefetch and result.info.sub_id:
             state.put(token, result.info, verdict.max_age, cookies=verdict.tracker_cookies)
-            outcome.cookies += self._state_cookies(visitor.is_prefetch, state)
+            outcome.cookies += state.set_cookies()
         return outcome
+
+    def _token(self, route: Route, request: Request, reporter: Reporter | None) -> str | Outcome:
+        """The campaign token of ``request``, or the outcome of a request with no click.
+
+        A CORS preflight, a route with no token for the request, or the extension switched off
+        leave the request untouched: no click and no cookie either way (the view still learns
+        the visitor's consent). A token the site should have and has not is
+        :meth:`_no_token`'s.
+        """
+        preflight = is_cors_preflight(request)
+        missing = None
+        try:
+            token = None if preflight else route.token_for(request)
+        except ConfigurationError as problem:
+            token, missing = None, problem
+        if token is not None and self.config.enabled:
+            return token
+        consented = True if preflight else route.consent_for(request, self.config)
+        empty = Click.empty(reporter, landing=route.landing_default, consented=consented)
+        if missing is not None and self.config.enabled:
+            return self._no_token(missing, request, empty)
+        return Outcome(empty, touched=False)
 
     def _load_state(self, request: Request, secret_keys: SecretKeys) -> ClickState | None:
         if not secret_keys:
@@ -461,9 +193,7 @@ class Pipeline:
     def _forwarding(self, state: ClickState | None) -> Forwarding:
         """What may be forwarded, with the tracker's cookies the signed state names."""
         names = state.tracker_cookies() if state is not None else frozenset()
-        if not names:
-            return self.forwarding
-        return replace(self.forwarding, tracker_cookies=names)
+        return self.forwarding.with_tracker_cookies(names)
 
     def _click(
         self,
@@ -514,17 +244,13 @@ class Pipeline:
         return route.landing_default
 
     def _failed(
-        self,
-        error: TrackerError,
-        started: float | None,
-        sender: Any,
-        empty: Click,
-        policy: CookiePolicy,
+        self, error: TrackerError, started: float | None, sender: Any, empty: Outcome
     ) -> Outcome:
         """No click: ``error`` is logged and signalled, and the fail mode decides.
 
         ``started`` is when the failed call began (``None``: the breaker stopped it). The
-        outcome is the view with the ``empty`` click (``"open"``) or a 503 (``"closed"``).
+        outcome is the view with the ``empty`` outcome's click (``"open"``) or a 503
+        (``"closed"``).
         """
         elapsed = 0.0
         if started is None:
@@ -534,8 +260,8 @@ class Pipeline:
             logger.warning("Keitaro click failed (%s): %s", error.kind, error)
             _announce(self.breaker.record(error), sender)
         signals.click_failed.send(sender, error=error, elapsed=elapsed)
-        unavailable = self.config.fail_mode == "closed"
-        return Outcome(empty, unavailable=unavailable, policy=policy)
+        empty.unavailable = self.config.fail_mode == "closed"
+        return empty
 
     def _no_token(self, error: ConfigurationError, request: Request, empty: Click) -> Outcome:
         """The site should have the route's campaign token and has not: the fail mode decides.
@@ -556,7 +282,7 @@ class Pipeline:
                 key_name("fail_mode"),
                 self.config.fail_mode,
             )
-        policy = self._policies[request.is_secure]
+        policy = self.replay_scope.policy(request.is_secure)
         return Outcome(empty, unavailable=closed, policy=policy)
 
     def _restore(
@@ -580,16 +306,11 @@ class Pipeline:
         link = info_from_query(request.args) if self.config.restore_from_query else None
         if link is not None:
             if state is not None:
-                state.put(token, link, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
+                state.put_link(token, link)
             return made(link, restored="link")
         if stored is not None:
             return made(stored.info, restored="link")
         return None
-
-    def _state_cookies(self, prefetch: bool, state: ClickState | None) -> tuple[SetCookie, ...]:
-        if state is None or not state.changed or prefetch:
-            return ()
-        return (SetCookie(self.config.state_cookie, state.dumps(), state.max_age()),)
 
 
 def _announce(change: BreakerChange | None, sender: Any) -> None:

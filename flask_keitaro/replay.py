@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from werkzeug.datastructures import Headers
@@ -31,6 +32,10 @@ from .errors import InvalidTrackerResponse
 from .forwarding import Forwarding
 from .result import ClickResult
 from .visitor import Visitor
+
+if TYPE_CHECKING:
+    from .click import Click
+    from .config import KeitaroConfig
 
 logger = logging.getLogger("flask_keitaro")
 
@@ -319,6 +324,33 @@ class ReplayScope:
 
     forwarding: Forwarding = field(default_factory=Forwarding)
     uniqueness_cookie: str = "_kuc"
+    #: The attributes of the cookies the site sets, for a plain (False) and a secure (True)
+    #: request (``KEITARO_COOKIE_DOMAIN``, ``KEITARO_COOKIE_SECURE``).
+    policies: tuple[CookiePolicy, CookiePolicy] = (CookiePolicy(), CookiePolicy(secure=True))
+
+    @classmethod
+    def for_site(cls, config: KeitaroConfig, session_cookie: str | None = None) -> ReplayScope:
+        """The scope of a site with ``config`` whose own session cookie is ``session_cookie``.
+
+        The app's session and state cookies are private before any other name: the tracker
+        may never set them nor read them.
+        """
+        site = tuple(name for name in (session_cookie, config.state_cookie) if name)
+        forwarding = Forwarding.of(
+            private_cookies=(*site, *config.private_cookies),
+            private_headers=config.private_headers,
+            forward_cookies=config.forward_cookies,
+        )
+        secure = config.cookie_secure
+        policies = (
+            CookiePolicy(config.cookie_domain, False if secure == "auto" else secure),
+            CookiePolicy(config.cookie_domain, True if secure == "auto" else secure),
+        )
+        return cls(forwarding, config.uniqueness_cookie, policies)
+
+    def policy(self, secure_request: bool) -> CookiePolicy:
+        """How cookies are set on a plain or a secure request."""
+        return self.policies[secure_request]
 
     def refuses_cookie(self, name: str) -> str | None:
         """Why the tracker may not set the cookie ``name`` itself, or ``None`` when it may."""
@@ -399,6 +431,39 @@ def decide(
     held = visitor.cookies
     to_set = tuple(SetCookie(n, v, max_age) for n, v in cookies if held.get(n) != v)
     return Verdict(response, to_set, names, max_age)
+
+
+@dataclass
+class Outcome:
+    """What the click decided for one request.
+
+    Either :attr:`response` is set (the tracker decided; send it, the app does not run), or
+    :attr:`unavailable` is true (the tracker failed and the fail mode is ``"closed"``: answer
+    503), or the app runs with :attr:`click` and its response goes through :meth:`finish`.
+    """
+
+    click: Click
+    response: Response | None = None
+    unavailable: bool = False
+    cookies: tuple[SetCookie, ...] = ()
+    policy: CookiePolicy = field(default_factory=CookiePolicy)
+    #: False when the request was let through untouched (a CORS preflight, no token).
+    touched: bool = True
+
+    def finish(self, response: Response) -> Response:
+        """Write the click's cookies on ``response`` and keep shared caches away from it.
+
+        This is the one place that finishes a response the click touched, replayed or the
+        app's own: ``Cache-Control: private, no-store`` unless the app set a
+        ``Cache-Control`` itself, so a CDN never serves one visitor's click to the next.
+        """
+        self.finish_headers(response.headers)
+        return response
+
+    def finish_headers(self, headers: Headers) -> None:
+        """:meth:`finish` on the headers of a response (what the WSGI middleware has)."""
+        if self.touched:
+            finish_headers(headers, self.cookies, self.policy)
 
 
 def finish_headers(headers: Headers, cookies: Iterable[SetCookie], policy: CookiePolicy) -> None:

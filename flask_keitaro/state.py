@@ -27,7 +27,7 @@ from itsdangerous import BadData, BadSignature, Signer, URLSafeSerializer, base6
 from werkzeug.http import parse_cookie
 
 from .characters import is_token
-from .cookies import MAX_COOKIE, MAX_COOKIE_AGE
+from .cookies import MAX_COOKIE, MAX_COOKIE_AGE, SetCookie, cookie_max_age
 from .result import UNIQUENESS_LEVELS, ClickInfo
 
 logger = logging.getLogger("flask_keitaro")
@@ -299,6 +299,16 @@ class ClickState:
         while len(self.entries) > MAX_CAMPAIGNS:
             self.entries.pop(next(iter(self.entries)))
         self.changed = True
+
+    def put_link(self, campaign_token: str, info: ClickInfo) -> None:
+        """Store a click a ``?_subid=&_token=`` link gave, for :data:`QUERY_RESTORE_TTL` hours."""
+        self.put(campaign_token, info, cookie_max_age(QUERY_RESTORE_TTL), from_link=True)
+
+    def set_cookies(self) -> tuple[SetCookie, ...]:
+        """The state's ``Set-Cookie`` under :attr:`cookie_name` when it changed (else none)."""
+        if not self.changed:
+            return ()
+        return (SetCookie(self.cookie_name, self.dumps(), self.max_age()),)
 
     def tracker_cookies(self, now: float | None = None) -> frozenset[str]:
         """The names of the cookies the tracker set, by the unexpired entries."""

@@ -39,9 +39,9 @@ from sphinx.util.docutils import SphinxDirective
 from bench import BENCHMARKS
 from flask_keitaro.config import DEFAULTS, KeitaroConfig, key_name
 from flask_keitaro.fields import RESERVED_FIELDS, ClickOptions, build_fields
-from flask_keitaro.pipeline import Route
 from flask_keitaro.replay import bounded
 from flask_keitaro.result import ClickResult
+from flask_keitaro.route import Route
 from flask_keitaro.visitor import Visitor
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from flask_keitaro import (
 )
 from flask_keitaro.click import Click
 from flask_keitaro.cookies import MAX_COOKIE_AGE, cookie_max_age
-from flask_keitaro.pipeline import Route
 from flask_keitaro.result import ClickInfo
+from flask_keitaro.route import Route
 from flask_keitaro.state import ClickState
 from tests.support import TOKEN, AppFactory
 from tests.support.state import read_state

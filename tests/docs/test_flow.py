@@ -258,3 +258,16 @@ def test_the_rules_table_names_where_each_rule_lives() -> None:
             assert member in members, f"{module}.{name} has no {member}"
     # The one place of the tracker's answer is replay's decide, and nothing else decides it.
     assert ["replay", "decide"] in [[m.strip("`"), w.strip("`")] for _, m, w in rows]
+
+
+def test_the_pipeline_reads_as_the_path_and_asks_the_modules_that_own_the_rules() -> None:
+    """``Pipeline.run`` stays a short straight line; the rules stay in the modules they name."""
+    tree = ast.parse((PACKAGE / "pipeline.py").read_text(encoding="utf-8"))
+    (run,) = [
+        node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "run"
+    ]
+    assert run.end_lineno is not None and run.end_lineno - run.lineno + 1 < 80
+    imported = _imports("pipeline")
+    assert len(imported) < 13, sorted(imported)
+    # What the visitor gets, what leaves the site, how cookies are written: not the pipeline's.
+    assert {"cookies", "fields", "transport"}.isdisjoint(imported)
