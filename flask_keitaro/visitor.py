@@ -61,7 +61,11 @@ def is_prefetch(request: Request) -> bool:
     if request.method == "HEAD":
         return True
     environ = request.environ
-    return any(marker in environ.get(key, "").lower() for key, marker in _PREFETCH_ENVIRON)
+    for key, marker in _PREFETCH_ENVIRON:
+        value = environ.get(key)
+        if value and marker in value.lower():
+            return True
+    return False
 
 
 def is_cors_preflight(request: Request) -> bool:
