@@ -134,3 +134,9 @@ def test_the_quick_start_installs_as_the_readme_does() -> None:
     commands = re.findall(r"^   \$ (.+)$", quickstart, flags=re.M)
     assert "pip install ." in commands and "pip install dist/flask_keitaro-*.whl" in commands
     assert "pip install flask-keitaro" not in commands  # not published yet
+
+
+def test_the_readme_links_every_guide() -> None:
+    guides = sorted(path.name for path in (ROOT / "docs" / "guides").glob("*.rst"))
+    assert len(guides) > 10
+    assert [name for name in guides if f"(docs/guides/{name})" not in README] == []
