@@ -118,8 +118,8 @@ def visit(web: FlaskClient, req: Request) -> Answer:
     """One visit through the app, the request's environ built anew each time.
 
     Flask's test client builds the WSGI environ from the request's parts, as a server does
-    when it parses a request, and runs the app; the figures of the issue that set the
-    targets were measured this way.
+    when it parses a request, and runs the app; the benchmarks' targets were set on figures
+    measured this way.
     """
     response = web.get(
         req.path,

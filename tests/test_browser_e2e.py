@@ -23,28 +23,13 @@ from typing import Any
 import pytest
 
 from example_site.server import DemoServer
+from tests.support.browser import browser_missing, start_chromium, unavailable
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).parents[1] / "docs" / "_static"
 # ``make screenshots`` sets this to docs/_static; a plain test run leaves the committed
 # pictures alone and writes its own into a temporary folder.
 SCREENSHOT_DIR = os.environ.get("KEITARO_SCREENSHOT_DIR")
 
-# Without the background-networking flags Chromium keeps trying to reach Google's
-# hosts, which a closed network refuses.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,820",
-)
 # Headless Chromium says "HeadlessChrome", which trackers (and the emulator) count
 # as a bot; a visitor's browser says "Chrome".
 DESKTOP_UA = (
@@ -55,23 +40,6 @@ BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.htm
 DAY = 24 * 3600
 
 
-def _browser_missing() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.access(path, os.X_OK):
-            return f"{path} not found (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    return None
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoServer]:
     """The example site and the emulator on free loopback ports.
@@ -79,9 +47,9 @@ def demo() -> Iterator[DemoServer]:
     The click log is a file, so that the emulator stopped and started again (a tracker
     that restarts) knows the clicks of before; the site's outbox is in a temporary folder.
     """
-    reason = _browser_missing()
+    reason = browser_missing()
     if reason:
-        _unavailable(reason)
+        unavailable(reason)
     # A short folder name: the click log page (in the README's screenshot) shows the path.
     with (
         tempfile.TemporaryDirectory(prefix="keitaro-demo-") as folder,
@@ -98,28 +66,16 @@ def demo() -> Iterator[DemoServer]:
 @pytest.fixture(scope="module")
 def chrome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """``chrome(user_agent)`` starts a headless Chromium with its own empty profile."""
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     drivers: list[Any] = []
 
     def start(user_agent: str) -> Any:
-        options = Options()
-        options.binary_location = str(CHROMIUM)
-        for flag in CHROMIUM_FLAGS:
-            options.add_argument(flag)
-        options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-        options.add_argument(f"--user-agent={user_agent}")
-        # The performance log holds the DevTools network events: the redirects the
-        # browser followed and the raw Set-Cookie headers it received.
-        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        try:
-            driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-        except WebDriverException as exc:
-            _unavailable(f"chromium did not start: {exc.msg or exc}".splitlines()[0])
-        driver.set_page_load_timeout(15)
+        driver = start_chromium(
+            tmp_path_factory.mktemp("chromium-profile"),
+            f"--user-agent={user_agent}",
+            # The performance log holds the DevTools network events: the redirects the
+            # browser followed and the raw Set-Cookie headers it received.
+            capabilities={"goog:loggingPrefs": {"performance": "ALL"}},
+        )
         drivers.append(driver)
         return driver
 
@@ -317,9 +273,9 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
 @pytest.fixture
 def herbs_demo(tmp_path: Path) -> Iterator[DemoServer]:
     """The example site and its emulator of their own, the emulator's rotation seeded."""
-    reason = _browser_missing()
+    reason = browser_missing()
     if reason:
-        _unavailable(reason)
+        unavailable(reason)
     with DemoServer(
         "127.0.0.1", 0, emulator_config={"seed": 11}, instance_path=tmp_path / "instance"
     ) as server:

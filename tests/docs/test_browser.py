@@ -17,17 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import start_chromium, unavailable
 from tests.support.docs import DOCS, ROOT
-from tests.test_browser_e2e import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    _browser_missing,
-    _save_screenshot,
-    _unavailable,
-)
+from tests.test_browser_e2e import _save_screenshot
 
-# The navigation of the docs, as issue #14 lists its pages: (caption, page titles).
+# The navigation of the docs: (caption, page titles).
 NAVIGATION = [
     ("Using it", ["Quick start", "How a click flows", "Configuration"]),
     (
@@ -61,7 +55,7 @@ SCREENSHOT = "docs-index.png"
 def built_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The HTML docs, built with ``make docs``'s flags into a temporary folder."""
     if shutil.which("dot") is None:
-        _unavailable("Graphviz's dot is not installed (.ci/ensure-docs-tools, or apt-get graphviz)")
+        unavailable("Graphviz's dot is not installed (.ci/ensure-docs-tools, or apt-get graphviz)")
     out = tmp_path_factory.mktemp("docs-html")
     result = subprocess.run(
         [
@@ -102,24 +96,7 @@ def test_the_docs_build_without_warnings(built_docs: Path) -> None:
 @pytest.fixture(scope="module")
 def browser(built_docs: Path) -> Iterator[Any]:
     """A headless Chromium on the built docs."""
-    reason = _browser_missing()
-    if reason:
-        _unavailable(reason)
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={built_docs.parent / 'chromium-profile'}")
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    except WebDriverException as exc:
-        _unavailable(f"chromium did not start: {exc.msg or exc}".splitlines()[0])
-    driver.set_page_load_timeout(15)
+    driver = start_chromium(built_docs.parent / "chromium-profile")
     yield driver
     driver.quit()
 

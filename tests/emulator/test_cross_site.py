@@ -14,14 +14,8 @@ from werkzeug.wrappers import Request, Response
 
 from flask_keitaro.emulator import EmulatorConfigError, create_app, get_state
 from flask_keitaro.testing import ClickAPIEmulator
+from tests.support.browser import start_chromium
 from tests.support.emulator import BROWSER_UA, TOKEN, call, config, postback, running, stream
-from tests.test_browser_e2e import (
-    CHROMEDRIVER,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    _browser_missing,
-    _unavailable,
-)
 
 CONFIG = config(stream(1, offers=[{"id": 5, "url": "https://offer.example/?s={subid}"}]))
 EVIL = "https://evil.example"
@@ -203,25 +197,10 @@ def _page(html: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium that resolves the rebinding name to loopback, as the attack does."""
-    reason = _browser_missing()
-    if reason:
-        _unavailable(reason)
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.add_argument(f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1")
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    except WebDriverException as exc:
-        _unavailable(f"chromium did not start: {exc.msg or exc}".splitlines()[0])
-    driver.set_page_load_timeout(15)
+    driver = start_chromium(
+        tmp_path_factory.mktemp("chromium-profile"),
+        f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
+    )
     yield driver
     driver.quit()
 
