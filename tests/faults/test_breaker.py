@@ -238,9 +238,10 @@ def test_a_dead_tracker_opens_the_breaker_and_visits_go_fast(
                 assert response.text == "own landing click=False"
         KeitaroExtension.close(app)
     assert server.accepted == 3
-    # Under 10 ms a visit; a busy machine may hold up a few, never as long as a call (0.3 s).
+    # Under 10 ms a visit at the median; a busy machine may hold up a few, but none waits for
+    # the hanging tracker, which would take the call's whole deadline (0.3 s).
     assert sorted(timings)[len(timings) // 2] < 0.010
-    assert max(timings) < 0.1
+    assert max(timings) < 0.3
     assert states == ["closed->open"]
     assert [type(e) for e in errors] == [TrackerTimeout] * 3 + [BreakerOpen] * 50
     assert isinstance(errors[-1], TrackerUnavailable)
@@ -294,7 +295,7 @@ def test_closed_mode_answers_503_at_once_while_open() -> None:
         timings.append(time.perf_counter() - started)
     KeitaroExtension.close(app)
     assert sorted(timings)[len(timings) // 2] < 0.010  # a busy machine may hold up a few
-    assert max(timings) < 0.1
+    assert max(timings) < 0.3  # none as long as the call's deadline
 
 
 def test_half_open_trial_on_the_route_closes_it_when_the_tracker_is_back() -> None:
