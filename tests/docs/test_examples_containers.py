@@ -17,7 +17,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ from flask_keitaro.outbox import open_outbox
 from flask_keitaro.outbox_postgres import PostgresOutbox
 from flask_keitaro.testing import ClickAPIEmulator
 from tests.support import ROOT
-from tests.support.docs import BROWSER, EXAMPLES, LoadExample
+from tests.support.docs import BROWSER, EXAMPLES, LoadExample, gunicorn_url
 from tests.support.docs import load_example as load_example  # a fixture
 from tests.support.postback_receiver import PostbackReceiver
 
@@ -80,17 +79,6 @@ def lay_out(tmp_path: Path) -> tuple[Path, str]:
     return site, workdir
 
 
-def wait_for_listening(log: Path, server: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
-        if match:
-            return match.group(1)
-        assert server.poll() is None, log.read_text()
-        time.sleep(0.05)
-    raise AssertionError("gunicorn did not start: " + log.read_text())
-
-
 @pytest.mark.parametrize("compose", ["compose.yaml", "compose.one-replica.yaml"])
 def test_the_containers_command_serves_the_site_with_its_outbox(
     compose: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -133,7 +121,7 @@ def test_the_containers_command_serves_the_site_with_its_outbox(
                 stderr=out,
             )
         try:
-            base = wait_for_listening(log, server)
+            base = gunicorn_url(log, server, 60)
             landing = requests.get(base + "/", headers={"User-Agent": BROWSER}, timeout=10)
             assert landing.status_code == 200
             (click,) = tracker.clicks()

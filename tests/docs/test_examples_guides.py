@@ -24,7 +24,7 @@ from werkzeug.serving import make_server
 
 from flask_keitaro import KeitaroExtension, TrackerError, signals, visitor
 from flask_keitaro.testing import ClickAPIEmulator
-from tests.support.docs import BROWSER, EXAMPLES, LoadExample, section, source
+from tests.support.docs import BROWSER, EXAMPLES, LoadExample, gunicorn_url, section, source
 from tests.support.docs import load_example as load_example  # a fixture
 from testsupport.tracker import RecordingTracker
 
@@ -536,7 +536,7 @@ def test_the_site_runs_in_gunicorn_workers_sharing_the_click_state(
             command, cwd=EXAMPLES / "deploying", env=env, stdout=out, stderr=out
         )
     try:
-        base = _wait_for_listening(log, server)
+        base = gunicorn_url(log, server, 30)
         first = requests.get(base + "/", headers={"User-Agent": BROWSER}, timeout=10)
         (click,) = tracker.clicks()
         assert first.text.endswith(f"<footer>ref {click['sub_id']}</footer>")
@@ -555,18 +555,6 @@ def test_the_site_runs_in_gunicorn_workers_sharing_the_click_state(
         server.terminate()
         server.wait(timeout=30)
     assert "Booting worker" in log.read_text()
-
-
-def _wait_for_listening(log: Path, server: subprocess.Popen[bytes]) -> str:
-    """The URL gunicorn says it listens at (it picked a free port)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
-        if match:
-            return match.group(1)
-        assert server.poll() is None, log.read_text()
-        time.sleep(0.05)
-    raise AssertionError("gunicorn did not start: " + log.read_text())
 
 
 # proxy/behind_proxy.py, proxy/behind_cdn.py

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -138,3 +140,18 @@ def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoadExample]:
         app = getattr(module, "app", None)
         if isinstance(app, Flask):
             KeitaroExtension.close(app)
+
+
+def gunicorn_url(log: Path, server: subprocess.Popen[bytes], seconds: float) -> str:
+    """The URL a gunicorn ``server`` says in its ``log`` it listens at (it picked a free port).
+
+    Fails with the log when gunicorn exits, or says nothing within ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        match = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", log.read_text())
+        if match:
+            return match.group(1)
+        assert server.poll() is None, log.read_text()
+        time.sleep(0.05)
+    raise AssertionError("gunicorn did not start: " + log.read_text())
