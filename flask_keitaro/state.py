@@ -23,7 +23,15 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from itsdangerous import BadData, BadSignature, Signer, URLSafeSerializer, base64_encode
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    HMACAlgorithm,
+    Signer,
+    URLSafeSerializer,
+    base64_decode,
+    base64_encode,
+)
 from werkzeug.http import parse_cookie
 
 from .characters import is_token
@@ -75,6 +83,20 @@ def campaign_key(secret_key: str | bytes, campaign_token: str) -> str:
     return hmac.new(key, campaign_token.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+class _HMACSHA1(HMACAlgorithm):
+    """itsdangerous's HMAC-SHA1, each signature made by one call of OpenSSL's one-shot HMAC.
+
+    The same bytes as :class:`~itsdangerous.signer.HMACAlgorithm` with ``hashlib.sha1``
+    (a test holds them equal), without an ``hmac.HMAC`` object made for every cookie.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha1)
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return hmac.digest(key, value, "sha1")
+
+
 class _Signing(NamedTuple):
     """How the state is signed under one list of secret keys (itsdangerous's objects)."""
 
@@ -85,14 +107,23 @@ class _Signing(NamedTuple):
 
 @lru_cache(maxsize=16)
 def _signing(secret_keys: SecretKeys) -> _Signing:
-    """The state's serializer and signers for ``secret_keys``, made once per list of keys."""
+    """The state's serializer and signers for ``secret_keys``, made once per list of keys.
+
+    The signers sign exactly as ``URLSafeSerializer(secret_keys, salt=SALT)`` does: HMAC-SHA1
+    (itsdangerous's and Flask's default) under the key itsdangerous derives from each secret
+    key and the salt. The keys are derived here, once, and given to signers that derive
+    nothing (``key_derivation="none"``), rather than derived again for every cookie.
+    """
     keys = [key.encode() if isinstance(key, str) else key for key in secret_keys]
-    # HMAC-SHA1, as itsdangerous and Flask sign by default; given as hashlib's own constructor,
-    # the hmac module takes OpenSSL's HMAC rather than its pure-Python one.
-    options = {"digest_method": hashlib.sha1}
-    serializer = URLSafeSerializer(keys, salt=SALT, signer_kwargs=options)
-    current = URLSafeSerializer(keys[-1], salt=SALT, signer_kwargs=options).make_signer()
-    return _Signing(serializer, current, serializer.make_signer() if len(keys) > 1 else None)
+    serializer = URLSafeSerializer(keys, salt=SALT, signer_kwargs={"digest_method": hashlib.sha1})
+    deriving = serializer.make_signer()
+    derived = [deriving.derive_key(key) for key in keys]
+    algorithm = _HMACSHA1()
+
+    def signer(keys: list[bytes]) -> Signer:
+        return Signer(keys, salt=SALT, key_derivation="none", algorithm=algorithm)
+
+    return _Signing(serializer, signer(derived[-1:]), signer(derived) if len(keys) > 1 else None)
 
 
 def _dumps(secret_keys: SecretKeys, data: Any) -> str:
@@ -112,7 +143,9 @@ def _dumps(secret_keys: SecretKeys, data: Any) -> str:
 def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
     """The data a state cookie value holds, and whether a key older than the current signed it.
 
-    ``None`` when no key verifies it or it does not decode (never an exception).
+    ``None`` when no key verifies it or it does not decode (never an exception). A plain
+    payload (what :func:`_dumps` writes for one campaign) is decoded as it was encoded,
+    itsdangerous's base64url and JSON; a compressed one (its leading ``.``) by the serializer.
     """
     if len(value) > MAX_COOKIE or not value.isascii():  # not a value this code writes
         return None
@@ -125,8 +158,10 @@ def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
             if signing.every is None:
                 return None
             payload, old_key = signing.every.unsign(value), True
-        return signing.serializer.load_payload(payload), old_key
-    except BadData:  # no key signed it, or signed but no payload this code writes
+        if payload.startswith(b"."):
+            return signing.serializer.load_payload(payload), old_key
+        return json.loads(base64_decode(payload).decode("utf-8")), old_key
+    except (BadData, ValueError, RecursionError):  # no key signed it, or no payload of ours
         return None
 
 

@@ -56,6 +56,28 @@ def test_a_signed_state_round_trips_through_itsdangerous() -> None:
     assert _restored(sign_state(SECRET, data)) == info
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.text(min_size=1, max_size=40), st.binary(min_size=1, max_size=40)),
+        min_size=1,
+        max_size=3,
+    ),
+    st.integers(1, 3),
+)
+def test_the_state_is_signed_as_itsdangerous_signs_it(
+    keys: list[str | bytes], campaigns: int
+) -> None:
+    """The signers sign with keys derived once (no derivation per cookie) and OpenSSL's one-shot
+    HMAC: the very signature itsdangerous's own serializer makes, under every list of keys."""
+    state = keitaro_state(tuple(keys), campaigns)
+    value = state.dumps()
+    itsdangerous = URLSafeSerializer(keys, salt=SALT)
+    assert value == itsdangerous.make_signer().sign(value.rpartition(".")[0]).decode()
+    assert itsdangerous.loads(value) == state.entries
+    assert ClickState.load(tuple(keys), value).entries == state.entries
+
+
 def test_every_changed_character_breaks_the_signature() -> None:
     value = _state_value()
     assert _restored(value) is not None
