@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -84,13 +85,38 @@ def is_cors_preflight(request: Request) -> bool:
     )
 
 
+# A URL werkzeug's ``request.url`` gives back as it is put together: a host of lowercase plain
+# labels (no IDNA, which it decodes) with a port of 1-4 digits (no leading zero), and a path
+# and a query of characters it neither quotes nor unquotes (no ``%``).
+_LABEL = r"(?!xn--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_HOST = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}(?::[1-9][0-9]{{0,3}})?")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,/:;=@]*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,/:;=?@]*")
+
+
 def current_url(request: Request) -> str:
     """The full URL of ``request`` (``request.url``), for any ``Host`` a visitor sends.
 
     werkzeug shows ``request.url`` as an IRI, its host decoded from IDNA, and a host that is
     not valid IDNA (``Host: xn--``) makes it raise: that URL is given as a URI with the host
     as it came, so the request is clicked like any other instead of failing.
+
+    The URL of a plain request (a lowercase host name, a path and a query of characters
+    werkzeug leaves alone) is put together as werkzeug does, without its quoting and its
+    URL parse, which cost a new visitor's click more than the rest of :class:`Visitor`; a
+    test holds both equal for any request.
     """
+    scheme, host, root, path = request.scheme, request.host, request.root_path, request.path
+    query = request.query_string.decode("latin-1")
+    if (
+        scheme in ("http", "https")
+        and _PLAIN_HOST.fullmatch(host)
+        and _PLAIN_PATH.fullmatch(root)
+        and _PLAIN_PATH.fullmatch(path)
+        and _PLAIN_QUERY.fullmatch(query)
+    ):
+        url = f"{scheme}://{host}{root.rstrip('/')}/{path.lstrip('/')}"
+        return f"{url}?{query}" if query else url
     try:
         return request.url
     except UnicodeError:
