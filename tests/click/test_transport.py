@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import socket
+import sys
+import termios
 import threading
 import time
 from typing import Any
@@ -373,3 +376,51 @@ def test_a_calls_header_replaces_the_one_every_call_sends() -> None:
     assert [line for line in second if line.startswith(b"User-Agent:")] == [
         b"User-Agent: flask-keitaro/" + __version__.encode()
     ]
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["new connection", "kept-alive connection"])
+def test_a_tracker_that_stops_reading_holds_the_call_no_longer_than_its_deadline(
+    reused: bool,
+) -> None:
+    """The request's writing draws on the call's deadline too: a tracker that reads nothing
+    (its receive window full, the client's send buffer full) cannot hold a visitor longer."""
+    body = b"a" * (64 * 1024 * 1024)  # far more than both sides' buffers
+    queued: list[int] = []
+
+    def stop_reading(conn: socket.socket) -> None:
+        if reused:
+            read_request(conn)
+            conn.sendall(OK_ANSWER)
+        time.sleep(1.5)  # past the deadline, reading nothing
+        waiting = bytearray(4)
+        fcntl.ioctl(conn.fileno(), termios.FIONREAD, waiting)
+        queued.append(int.from_bytes(waiting, sys.byteorder))
+
+    server = RawServer(stop_reading).start()
+    transport = Transport(f"{server.url}/click_api/v3", timeout=(0.3, 0.3))
+    try:
+        if reused:
+            assert transport.post(b"first=1", {})[0] == 200
+        outcome: list[tuple[float, BaseException | None]] = []
+
+        def call() -> None:
+            started = time.monotonic()
+            try:
+                transport.post(body, {})
+            except TrackerError as exc:
+                outcome.append((time.monotonic() - started, exc))
+            else:
+                outcome.append((time.monotonic() - started, None))
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(timeout=3)
+        assert not caller.is_alive(), "the write was not bounded by the deadline"
+        seconds, error = outcome[0]
+        assert isinstance(error, TrackerTimeout)
+        assert seconds < 0.6 + 0.25
+    finally:
+        transport.close()
+        server.stop()
+    assert server.accepted == 1
+    assert 0 < queued[0] < len(body)  # the request was still being written at the deadline
