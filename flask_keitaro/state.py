@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 
 from itsdangerous import (
     BadData,
-    BadSignature,
     HMACAlgorithm,
     Signer,
     URLSafeSerializer,
@@ -101,8 +100,7 @@ class _Signing(NamedTuple):
     """How the state is signed under one list of secret keys (itsdangerous's objects)."""
 
     serializer: URLSafeSerializer  # the payload: its JSON, zlib and base64url
-    current: Signer  # the current key alone: it signs, and verifies first
-    every: Signer | None  # every key, newest first (None with one key): verifies the rest
+    signers: tuple[Signer, ...]  # one a key, the current key's first: it signs
 
 
 @lru_cache(maxsize=16)
@@ -117,13 +115,12 @@ def _signing(secret_keys: SecretKeys) -> _Signing:
     keys = [key.encode() if isinstance(key, str) else key for key in secret_keys]
     serializer = URLSafeSerializer(keys, salt=SALT, signer_kwargs={"digest_method": hashlib.sha1})
     deriving = serializer.make_signer()
-    derived = [deriving.derive_key(key) for key in keys]
     algorithm = _HMACSHA1()
-
-    def signer(keys: list[bytes]) -> Signer:
-        return Signer(keys, salt=SALT, key_derivation="none", algorithm=algorithm)
-
-    return _Signing(serializer, signer(derived[-1:]), signer(derived) if len(keys) > 1 else None)
+    signers = tuple(
+        Signer(deriving.derive_key(key), salt=SALT, key_derivation="none", algorithm=algorithm)
+        for key in reversed(keys)
+    )
+    return _Signing(serializer, signers)
 
 
 def _dumps(secret_keys: SecretKeys, data: Any) -> str:
@@ -137,31 +134,34 @@ def _dumps(secret_keys: SecretKeys, data: Any) -> str:
     payload = base64_encode(_JSON.encode(data))
     if len(payload) > PLAIN_PAYLOAD:
         payload = signing.serializer.dump_payload(data)
-    return signing.current.sign(payload).decode("ascii")
+    return signing.signers[0].sign(payload).decode("ascii")
 
 
 def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
     """The data a state cookie value holds, and whether a key older than the current signed it.
 
-    ``None`` when no key verifies it or it does not decode (never an exception). A plain
+    ``None`` when no key signed it or it does not decode (never an exception). The value's
+    signature is compared with each key's itsdangerous signature of its payload, the current
+    key's first (what ``Signer.unsign`` does, without decoding the signature first). A plain
     payload (what :func:`_dumps` writes for one campaign) is decoded as it was encoded,
     itsdangerous's base64url and JSON; a compressed one (its leading ``.``) by the serializer.
     """
     if len(value) > MAX_COOKIE or not value.isascii():  # not a value this code writes
         return None
     signing = _signing(secret_keys)
-    old_key = False
+    payload, _, signature = value.encode("ascii").rpartition(b".")
+    old_key = None
+    for position, signer in enumerate(signing.signers):
+        if hmac.compare_digest(signer.get_signature(payload), signature):
+            old_key = position > 0
+            break
+    if old_key is None:
+        return None
     try:
-        try:
-            payload = signing.current.unsign(value)
-        except BadSignature:
-            if signing.every is None:
-                return None
-            payload, old_key = signing.every.unsign(value), True
         if payload.startswith(b"."):
             return signing.serializer.load_payload(payload), old_key
         return json.loads(base64_decode(payload).decode("utf-8")), old_key
-    except (BadData, ValueError, RecursionError):  # no key signed it, or no payload of ours
+    except (BadData, ValueError, RecursionError):  # signed, but no payload this code writes
         return None
 
 
