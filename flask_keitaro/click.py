@@ -71,7 +71,7 @@ class Click:
         set_slot(self, "_info", info)
         set_slot(self, "_url", tracker_url)
         set_slot(self, "_log", log)
-        set_slot(self, "_raw", dict(raw or {}))
+        set_slot(self, "_raw", dict(raw) if raw else {})
         set_slot(self, "_restored", restored)
         set_slot(self, "_acted", acted)
         set_slot(self, "_response", response)

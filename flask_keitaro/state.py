@@ -194,13 +194,17 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
         and type(stream_id) in _INT_OR_NONE
         and type(landing_id) in _INT_OR_NONE
         and type(offers) is list
-        and all(type(offer) is int for offer in offers)
         and type(is_bot) in _BOOL_OR_NONE
         and type(unique) is dict
         and unique.keys() <= _LEVELS
-        and all(type(flag) is bool for flag in unique.values())
     ):
         return None
+    for offer in offers:
+        if type(offer) is not int:
+            return None
+    for flag in unique.values():
+        if type(flag) is not bool:
+            return None
     return ClickInfo(
         sub_id=sub_id,
         token=token,
