@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import string
@@ -14,12 +15,19 @@ import pytest
 from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import Signer, URLSafeSerializer
+from itsdangerous import HMACAlgorithm, Signer, URLSafeSerializer
 from werkzeug.http import parse_cookie
 
 from flask_keitaro.cookies import MAX_COOKIE, MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
-from flask_keitaro.state import MAX_CAMPAIGNS, SALT, ClickState, campaign_key, cookie_value
+from flask_keitaro.state import (
+    _HMACSHA1,
+    MAX_CAMPAIGNS,
+    SALT,
+    ClickState,
+    campaign_key,
+    cookie_value,
+)
 from tests.support.state import home_made_state, read_state, sign_state
 from testsupport.clicks import keitaro_state
 
@@ -76,6 +84,19 @@ def test_the_state_is_signed_as_itsdangerous_signs_it(
     assert value == itsdangerous.make_signer().sign(value.rpartition(".")[0]).decode()
     assert itsdangerous.loads(value) == state.entries
     assert ClickState.load(tuple(keys), value).entries == state.entries
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.binary(max_size=64), st.binary(min_size=65, max_size=200)), st.binary(max_size=600)
+)
+def test_the_states_hmac_is_itsdangerous_hmac_sha1(key: bytes, value: bytes) -> None:
+    """Keys of any length (longer than SHA-1's block of 64 bytes are hashed first), and a key
+    other than the one the algorithm was made for."""
+    theirs = HMACAlgorithm(hashlib.sha1)
+    ours = _HMACSHA1(key)
+    assert ours.get_signature(key, value) == theirs.get_signature(key, value)
+    assert ours.get_signature(key + b"!", value) == theirs.get_signature(key + b"!", value)
 
 
 def test_every_changed_character_breaks_the_signature() -> None:
