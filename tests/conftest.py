@@ -1,4 +1,5 @@
-"""Shared fixtures: a recording tracker on loopback and a factory of apps using the extension."""
+"""Shared fixtures: a recording tracker and a postback receiver on loopback, and a factory of apps
+using the extension."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask import Flask
 
 from flask_keitaro import KeitaroExtension, keitaro_campaign
 from tests.support import TOKEN, AppFactory, landing_view
+from tests.support.postback_receiver import PostbackReceiver
 from testsupport.postgres import PostgresServer, PostgresUnavailable
 from testsupport.tracker import RecordingTracker
 
@@ -18,6 +20,14 @@ from testsupport.tracker import RecordingTracker
 @pytest.fixture
 def tracker() -> Iterator[RecordingTracker]:
     server = RecordingTracker().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[PostbackReceiver]:
+    """A loopback server taking postbacks, as a tracker's postback URL does."""
+    server = PostbackReceiver().start()
     yield server
     server.stop()
 

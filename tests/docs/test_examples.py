@@ -165,13 +165,6 @@ def test_migrating_example_runs_the_view_when_the_tracker_does_not_act(
     assert response.text == f"<h1>Spring sale</h1><p>ref {click['sub_id']}</p>"
 
 
-@pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
 def test_conversions_example_reports_the_order_and_the_refund(
     load_example: LoadExample,
     quickstart_emulator: ClickAPIEmulator,

@@ -22,13 +22,6 @@ from flask_keitaro.postback import PostbackClient
 from tests.support.postback_receiver import PostbackReceiver
 
 
-@pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
 class Clock:
     """A settable Unix clock shared by the outboxes of one test (each one a 'process')."""
 

@@ -32,13 +32,6 @@ from tests.support.postback_receiver import PostbackReceiver, Received
 from testsupport.tracker import RecordingTracker
 
 
-@pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
 def client_on(receiver: PostbackReceiver, outbox: object, **options: object) -> PostbackClient:
     options.setdefault("timeout", (1.0, 1.0))
     options.setdefault("retry", RetryPolicy(base=0.05, cap=0.2))

@@ -40,13 +40,6 @@ from testsupport.postgres import PASSWORD, PostgresServer
 
 
 @pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def engine(postgres_url: str) -> Iterator[Engine]:
     made = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     yield made

@@ -40,13 +40,6 @@ ClientFactory = Callable[..., PostbackClient]
 
 
 @pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def make_client(receiver: PostbackReceiver, tmp_path: Path) -> Iterator[ClientFactory]:
     """Clients on ``receiver`` with an outbox in ``tmp_path``, quick retries, no thread."""
     made: list[PostbackClient] = []

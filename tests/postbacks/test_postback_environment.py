@@ -37,13 +37,6 @@ ClientFactory = Callable[..., PostbackClient]
 
 
 @pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[ClientFactory]:
     """Postback clients on ``url`` with an outbox in ``tmp_path`` and no thread; closed after."""
     made: list[PostbackClient] = []

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +31,6 @@ from testsupport.tracker import RecordingTracker
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-
-@pytest.fixture
-def receiver() -> Iterator[PostbackReceiver]:
-    server = PostbackReceiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
