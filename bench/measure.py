@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
 
 class Unavailable(Exception):
@@ -144,24 +144,6 @@ def fail(message: str) -> NoReturn:
     """Stop a benchmark whose measurement is not valid (a broken setup, not a slow result)."""
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
-
-
-class Service:
-    """A peer a benchmark starts and stops: ``with Peer() as peer: ...``."""
-
-    def start(self) -> Self:
-        """Start the peer; return it."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop the peer and free what it held."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def end_process(process: subprocess.Popen[Any], timeout: float) -> None:

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from .measure import Service
+from testsupport.service import Service
 
 
 class DelayProxy(Service):

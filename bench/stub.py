@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .measure import Service, Unavailable, end_process
+from testsupport.service import Service
+
+from .measure import Unavailable, end_process
 
 #: The stub's answer: "show your own page", with click data, a uniqueness cookie and a TTL,
 #: as a real tracker sends for a landing visit.

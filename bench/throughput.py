@@ -31,9 +31,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from testsupport.service import Service
+
 from .measure import (
     Plan,
-    Service,
     alternate,
     end_process,
     fail,

@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 from urllib.parse import parse_qsl
 
+from testsupport.service import Service
 from testsupport.tracker import RawServer, do_nothing, read_request
 
 
@@ -174,7 +175,7 @@ class Reset:
 Step = ReadRequest | Send | Trickle | Pause | Flood | Exchange | Serve | Hang | Reset
 
 
-class FaultServer:
+class FaultServer(Service):
     """A TCP (or TLS) server on 127.0.0.1 that runs ``steps`` on every connection it accepts.
 
     With ``tls=True`` its certificate is for 127.0.0.1, or for ``names`` (``"DNS:x.test"``).
@@ -196,23 +197,12 @@ class FaultServer:
         """How many connections were accepted."""
         return self._server.accepted
 
-    def start(self) -> FaultServer:
+    def start(self) -> Self:
         self._server.start()
         return self
 
     def stop(self) -> None:
         self._server.stop()
-
-    def __enter__(self) -> FaultServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self, conn: socket.socket) -> None:
         stopping = self._server.stopping

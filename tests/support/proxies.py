@@ -16,10 +16,10 @@ import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
+from testsupport.service import Service
 from testsupport.tracker import QuietHTTPServer
 
 # Headers that concern one connection, not the request: a proxy does not pass them on.
@@ -38,7 +38,7 @@ class Passed:
     headers: dict[str, str]
 
 
-class _Proxy:
+class _Proxy(Service):
     """A threaded HTTP/1.1 proxy server on 127.0.0.1 that records every request it gets."""
 
     #: The one kind of request the proxy serves (``"CONNECT"``) or any other (``"forward"``).
@@ -72,7 +72,7 @@ class _Proxy:
         with self._lock:
             return [passed.target for passed in self.passed]
 
-    def start(self) -> _Proxy:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -81,17 +81,6 @@ class _Proxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-    def __enter__(self) -> _Proxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         passed = Passed(handler.command, handler.path, dict(handler.headers.items()))
@@ -110,13 +99,6 @@ class ForwardProxy(_Proxy):
     """Forwards absolute-form ``http://`` requests to their target, one connection each."""
 
     kind = "forward"
-
-    def start(self) -> ForwardProxy:
-        super().start()
-        return self
-
-    def __enter__(self) -> ForwardProxy:
-        return self.start()
 
     def _pass(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
@@ -153,13 +135,6 @@ class ConnectProxy(_Proxy):
     """Opens a tunnel to the ``host:port`` of each ``CONNECT`` and passes bytes both ways."""
 
     kind = "CONNECT"
-
-    def start(self) -> ConnectProxy:
-        super().start()
-        return self
-
-    def __enter__(self) -> ConnectProxy:
-        return self.start()
 
     def _pass(self, handler: BaseHTTPRequestHandler) -> None:
         host, _, port = handler.path.rpartition(":")
