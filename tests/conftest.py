@@ -33,9 +33,17 @@ def receiver() -> Iterator[PostbackReceiver]:
 
 
 @pytest.fixture
-def make_app(tracker: RecordingTracker) -> Iterator[AppFactory]:
+def apps() -> Iterator[list[Flask]]:
+    """The apps a test makes: each one's tracker connections are closed after it."""
+    made: list[Flask] = []
+    yield made
+    for app in made:
+        KeitaroExtension.close(app)
+
+
+@pytest.fixture
+def make_app(tracker: RecordingTracker, apps: list[Flask]) -> AppFactory:
     """Build an app with the extension on ``tracker`` and a decorated ``/`` route."""
-    apps: list[Flask] = []
 
     def factory(route_options: dict[str, Any] | None = None, **config: Any) -> Flask:
         app = Flask(__name__)
@@ -51,9 +59,7 @@ def make_app(tracker: RecordingTracker) -> Iterator[AppFactory]:
         apps.append(app)
         return app
 
-    yield factory
-    for app in apps:
-        KeitaroExtension.close(app)
+    return factory
 
 
 def postgres_or_skip() -> PostgresServer:

@@ -49,14 +49,6 @@ def emulator() -> Iterator[ClickAPIEmulator]:
         yield server
 
 
-@pytest.fixture
-def apps() -> Iterator[list[Flask]]:
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        KeitaroExtension.close(app)
-
-
 def site(apps: list[Flask], tracker_url: str, *routes: tuple[Any, list[int]], **cfg: Any) -> Flask:
     """An app with one route per ``(token, landing ids)``, each at ``/r<n>``."""
     app = Flask(__name__)

@@ -52,14 +52,6 @@ def emulator() -> Iterator[ClickAPIEmulator]:
         yield server
 
 
-@pytest.fixture
-def apps() -> Iterator[list[Flask]]:
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        KeitaroExtension.close(app)
-
-
 def site(apps: list[Flask], tracker_url: str | None, token: str = TOKEN, **options: Any) -> Flask:
     """A site whose ``/`` runs ``view``; ``options`` are config keys or ``route_*`` options."""
     route = {key[6:]: options.pop(key) for key in list(options) if key.startswith("route_")}
