@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -36,6 +37,14 @@ def parse_ip(value: str | None) -> str | None:
     """
     if not value:
         return None
+    try:
+        # The common case, a dotted IPv4 address as it is written (no space, no leading zero):
+        # the C parser takes exactly those, and ipaddress would give them back unchanged.
+        socket.inet_pton(socket.AF_INET, value)
+    except (OSError, ValueError):
+        pass
+    else:
+        return value
     try:
         address = ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import posixpath
 import threading
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
@@ -301,6 +304,43 @@ def test_parse_ip_gives_ipv4_for_a_mapped_address() -> None:
     assert parse_ip("2001:db8::ffff:7f00:1") == "2001:db8::ffff:7f00:1"  # not mapped
     assert parse_ip("::1") == "::1"
     assert parse_ip("::ffff:nope") is None
+
+
+def _parse_ip_by_ipaddress(value: str | None) -> str | None:
+    """What parse_ip answers, by the ipaddress module alone (its fast path must agree)."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
+
+
+_OCTET = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["00", "01", "007", "0x1", "-1", "+1", " 1", "1 ", "\u0661", "", "1\x00"]),
+)
+
+
+@given(
+    st.one_of(
+        st.lists(_OCTET, min_size=1, max_size=5).map(".".join),
+        st.text(st.sampled_from("0123456789.:[]abcdefx \t\n\x00"), max_size=24),
+        st.text(max_size=24),
+    )
+)
+def test_parse_ip_reads_any_text_as_the_ipaddress_module_does(value: str) -> None:
+    assert parse_ip(value) == _parse_ip_by_ipaddress(value)
+
+
+def test_parse_ip_examples_of_dotted_addresses() -> None:
+    assert parse_ip("203.0.113.9") == "203.0.113.9"
+    assert parse_ip(" 203.0.113.9 ") == "203.0.113.9"
+    assert parse_ip("203.0.113.09") is None  # a leading zero is ambiguous (octal): refused
+    assert parse_ip("256.0.0.1") is None
+    assert parse_ip("1.2.3") is None
 
 
 def test_a_proxy_trusted_in_either_form_is_trusted() -> None:
