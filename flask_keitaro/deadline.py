@@ -230,7 +230,7 @@ class DeadlineResponse(http.client.HTTPResponse):
             self.chunk_left = None
         self.length = head.length
         self.will_close = head.will_close
-        encoding = head.message.get("Content-Encoding", "identity").strip().lower()
+        encoding = head.fields.get("content-encoding", "identity").strip().lower()
         if encoding != "identity":
             raise InvalidAnswer("the tracker's answer is encoded, though identity was asked for")
         if head.length is not None and head.length > MAX_ANSWER_BYTES:

@@ -51,6 +51,8 @@ class Head:
     #: The body's length: ``None`` when it runs until the connection closes (or is chunked).
     length: int | None
     will_close: bool
+    #: Each field's first value by its lower-case name: what ``message.get(name)`` gives.
+    fields: dict[str, str]
 
 
 def read_head(fp: io.BufferedIOBase, method: str | None) -> Head:
@@ -61,7 +63,7 @@ def read_head(fp: io.BufferedIOBase, method: str | None) -> Head:
     """
     for _ in range(MAX_INTERIM_ANSWERS + 1):
         version, status, reason = _status_line(fp)
-        message = _header_lines(fp)
+        message, fields = _header_lines(fp)
         if status >= 200:
             break
         if status == 101:
@@ -74,11 +76,11 @@ def read_head(fp: io.BufferedIOBase, method: str | None) -> Head:
         number = 11
     else:
         raise http.client.UnknownProtocol(version)
-    encoding = message.get("transfer-encoding")
+    encoding = fields.get("transfer-encoding")
     chunked = encoding is not None and encoding.lower() == "chunked"
-    will_close = _will_close(message, number)
+    will_close = _will_close(fields, number)
     length: int | None = None
-    given = message.get("content-length")
+    given = fields.get("content-length")
     if given and not chunked:
         try:
             length = int(given)
@@ -91,7 +93,7 @@ def read_head(fp: io.BufferedIOBase, method: str | None) -> Head:
         length = 0
     if not will_close and not chunked and length is None:
         will_close = True
-    return Head(number, status, reason.strip(), message, chunked, length, will_close)
+    return Head(number, status, reason.strip(), message, chunked, length, will_close, fields)
 
 
 def _status_line(fp: io.BufferedIOBase) -> tuple[str, int, str]:
@@ -120,8 +122,11 @@ def _status_line(fp: io.BufferedIOBase) -> tuple[str, int, str]:
     return version, code, reason
 
 
-def _header_lines(fp: io.BufferedIOBase) -> http.client.HTTPMessage:
+def _header_lines(fp: io.BufferedIOBase) -> tuple[http.client.HTTPMessage, dict[str, str]]:
+    """The header lines as ``http.client``'s message, and each field's first value by its
+    lower-case name (what the message's ``get`` finds, without a walk of every line)."""
     message = http.client.HTTPMessage()
+    fields: dict[str, str] = {}
     count = 0
     while True:
         raw = fp.readline(MAX_LINE + 1)
@@ -131,21 +136,23 @@ def _header_lines(fp: io.BufferedIOBase) -> http.client.HTTPMessage:
         if count > MAX_HEADERS:
             raise InvalidAnswer(f"the tracker's answer has over {MAX_HEADERS} header lines")
         if raw in (b"\r\n", b"\n", b""):
-            return message
+            return message, fields
         name, colon, value = str(raw, "iso-8859-1").partition(":")
         if not colon or not is_token(name):
             raise InvalidAnswer("a header line of the tracker's answer is malformed")
-        message[name] = value.lstrip(" \t").rstrip("\r\n")
+        value = value.lstrip(" \t").rstrip("\r\n")
+        message[name] = value
+        fields.setdefault(name.lower(), value)
 
 
-def _will_close(message: http.client.HTTPMessage, version: int) -> bool:
+def _will_close(fields: dict[str, str], version: int) -> bool:
     """Whether the connection closes after this answer (``http.client``'s rule)."""
-    connection = message.get("connection")
+    connection = fields.get("connection")
     if version == 11:
         return connection is not None and "close" in connection.lower()
-    if message.get("keep-alive"):
+    if fields.get("keep-alive"):
         return False
     if connection and "keep-alive" in connection.lower():
         return False
-    proxy = message.get("proxy-connection")
+    proxy = fields.get("proxy-connection")
     return not (proxy and "keep-alive" in proxy.lower())

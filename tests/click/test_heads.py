@@ -141,6 +141,36 @@ def test_any_head_of_token_names_is_read_as_http_client_reads_it(
     assert _read(_ours(head)) == _read(_theirs(head))
 
 
+_FRAMING = ["Content-Length", "Connection", "Transfer-Encoding", "Keep-Alive", "Proxy-Connection"]
+_framing_name = st.sampled_from(_FRAMING).flatmap(
+    lambda name: st.sampled_from([name, name.lower(), name.upper()])
+)
+_framing_value = st.sampled_from(
+    ["12", "5", "0", "-1", "x", "", "close", "keep-alive", "Keep-Alive, Close", "chunked",
+     "gzip, chunked", "timeout=5"]
+)  # fmt: skip
+
+
+@given(
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
+    st.lists(st.tuples(_framing_name, _framing_value), max_size=6),
+)
+def test_repeated_framing_fields_are_read_as_http_client_reads_them(
+    version: str, fields: list[tuple[str, str]]
+) -> None:
+    """The first of a repeated field decides, in any case, as ``message.get`` finds it."""
+    lines = [f"{version} 200 OK"] + [f"{name}: {value}" for name, value in fields]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + BODY
+
+    def read(response: http.client.HTTPResponse) -> object:
+        try:
+            return _read(response)
+        except ValueError as exc:  # the body is no chunk: both fail alike
+            return (type(exc), response.chunked, response.length, response.will_close)
+
+    assert read(_ours(head)) == read(_theirs(head))
+
+
 @pytest.mark.parametrize(
     "head",
     [
