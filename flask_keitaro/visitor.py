@@ -42,9 +42,12 @@ def parse_ip(value: str | None) -> str | None:
         # the C parser takes exactly those, and ipaddress would give them back unchanged.
         socket.inet_pton(socket.AF_INET, value)
     except (OSError, ValueError):
-        pass
-    else:
-        return value
+        return ip_by_ipaddress(value)
+    return value
+
+
+def ip_by_ipaddress(value: str) -> str | None:
+    """:func:`parse_ip` by the ``ipaddress`` module alone, for any text (its slow path)."""
     try:
         address = ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
