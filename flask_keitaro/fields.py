@@ -142,9 +142,9 @@ SHARED_HEADERS = (
 
 #: The fields whose values many visitors send alike: those headers, and the call's fields
 #: taken from them or from the site. Their encodings are kept from call to call (at most
-#: 512 values of at most 256 characters); any other value —
-#: the visitor's IP, URL, parameters, cookies and referrer — is encoded anew in every call
-#: and never kept.
+#: ``_KEPT_VALUES`` values of at most ``_KEPT_VALUE`` characters); any other value — the
+#: visitor's IP, URL, parameters, cookies and referrer — is encoded anew in every call and
+#: never kept.
 SHARED_FIELDS = frozenset(
     {
         "token",
