@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from itsdangerous import URLSafeSerializer
 
 from flask_keitaro import click_requested, click_restored, click_succeeded, current_click
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState, campaign_key
 from tests.support import TOKEN, AppFactory
-from tests.support.state import home_made_state, read_state, sign_state
+from tests.support.state import home_made_state, read_state, serializer, sign_state
 from testsupport.tracker import RecordingTracker, do_nothing
 
 
@@ -171,7 +170,7 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
             id="truncated",
         ),
         pytest.param(
-            lambda: URLSafeSerializer("test-secret", salt="another-salt").dumps(
+            lambda: serializer("test-secret", salt="another-salt").dumps(
                 {campaign_key("test-secret", TOKEN): _entry(1e12)}
             ),
             id="other-salt",

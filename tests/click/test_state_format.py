@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import random
 import string
@@ -15,20 +14,21 @@ import pytest
 from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import HMACAlgorithm, Signer, URLSafeSerializer
+from itsdangerous import HMACAlgorithm, URLSafeSerializer
 from werkzeug.http import parse_cookie
 
 from flask_keitaro.cookies import MAX_COOKIE, MAX_COOKIE_AGE, CookiePolicy, SetCookie
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import (
-    _HMACSHA1,
+    _HMAC,
+    DIGEST,
     MAX_CAMPAIGNS,
     SALT,
     ClickState,
     campaign_key,
     cookie_value,
 )
-from tests.support.state import home_made_state, read_state, sign_state
+from tests.support.state import home_made_state, read_state, serializer, sign_state
 from testsupport.clicks import keitaro_state
 
 SECRET = "format-secret"
@@ -76,11 +76,12 @@ def test_a_signed_state_round_trips_through_itsdangerous() -> None:
 def test_the_state_is_signed_as_itsdangerous_signs_it(
     keys: list[str | bytes], campaigns: int
 ) -> None:
-    """The signers sign with keys derived once (no derivation per cookie) and OpenSSL's one-shot
-    HMAC: the very signature itsdangerous's own serializer makes, under every list of keys."""
+    """The signers sign with keys derived once (no derivation per cookie) and the key's pads
+    hashed once: the very signature itsdangerous's own serializer makes, under every list of
+    keys."""
     state = keitaro_state(tuple(keys), campaigns)
     value = state.dumps()
-    itsdangerous = URLSafeSerializer(keys, salt=SALT)
+    itsdangerous = serializer(keys)
     assert value == itsdangerous.make_signer().sign(value.rpartition(".")[0]).decode()
     assert itsdangerous.loads(value) == state.entries
     assert ClickState.load(tuple(keys), value).entries == state.entries
@@ -90,11 +91,11 @@ def test_the_state_is_signed_as_itsdangerous_signs_it(
 @given(
     st.one_of(st.binary(max_size=64), st.binary(min_size=65, max_size=200)), st.binary(max_size=600)
 )
-def test_the_states_hmac_is_itsdangerous_hmac_sha1(key: bytes, value: bytes) -> None:
-    """Keys of any length (longer than SHA-1's block of 64 bytes are hashed first), and a key
+def test_the_states_hmac_is_itsdangerous_hmac(key: bytes, value: bytes) -> None:
+    """Keys of any length (longer than BLAKE2s's block of 64 bytes are hashed first), and a key
     other than the one the algorithm was made for."""
-    theirs = HMACAlgorithm(hashlib.sha1)
-    ours = _HMACSHA1(key)
+    theirs = HMACAlgorithm(DIGEST)
+    ours = _HMAC(key)
     assert ours.get_signature(key, value) == theirs.get_signature(key, value)
     assert ours.get_signature(key + b"!", value) == theirs.get_signature(key + b"!", value)
 
@@ -158,8 +159,9 @@ def _b64(data: bytes) -> bytes:
     ],
 )  # fmt: skip
 def test_a_signed_payload_that_is_no_state_is_no_state(payload: bytes) -> None:
-    value = Signer(SECRET, salt=SALT).sign(payload).decode()
-    assert Signer(SECRET, salt=SALT).unsign(value) == payload  # validly signed
+    signer = serializer(SECRET).make_signer()
+    value = signer.sign(payload).decode()
+    assert signer.unsign(value) == payload  # validly signed
     state = ClickState.load((SECRET,), value)
     assert state.entries == {} and state.get(TOKEN) is None
 
@@ -194,9 +196,16 @@ def test_an_entry_with_a_float_expiry_is_dropped() -> None:
 
 def test_a_value_of_another_salt_is_no_state() -> None:
     data = {campaign_key(SECRET, TOKEN): _entry()}
-    assert _restored(URLSafeSerializer(SECRET, salt=SALT).dumps(data)) is not None  # control
-    assert _restored(URLSafeSerializer(SECRET, salt="another-salt").dumps(data)) is None
-    assert _restored(URLSafeSerializer(SECRET).dumps(data)) is None  # itsdangerous's default
+    assert _restored(serializer(SECRET).dumps(data)) is not None  # control
+    assert _restored(serializer(SECRET, salt="another-salt").dumps(data)) is None
+    assert _restored(URLSafeSerializer(SECRET).dumps(data)) is None  # itsdangerous's defaults
+
+
+def test_a_value_signed_with_another_hash_is_no_state() -> None:
+    """The state's salt and key, but itsdangerous's default HMAC-SHA1: not the state's."""
+    data = {campaign_key(SECRET, TOKEN): _entry()}
+    assert _restored(serializer(SECRET).dumps(data)) is not None  # control
+    assert _restored(URLSafeSerializer(SECRET, salt=SALT).dumps(data)) is None
 
 
 def test_the_apps_session_cookie_is_no_state() -> None:
@@ -280,8 +289,10 @@ def test_zlib_is_used_where_it_pays() -> None:
     one = keitaro_state((SECRET,), 1).dumps()
     eight = keitaro_state((SECRET,), MAX_CAMPAIGNS).dumps()
     assert not one.startswith(".") and eight.startswith(".")
-    plain_eight = Signer(SECRET, salt=SALT).sign(
-        _b64(json.dumps(read_state(SECRET, eight), separators=(",", ":")).encode())
+    plain_eight = (
+        serializer(SECRET)
+        .make_signer()
+        .sign(_b64(json.dumps(read_state(SECRET, eight), separators=(",", ":")).encode()))
     )
     assert len(eight) < len(plain_eight) * 0.6
 

@@ -14,18 +14,23 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from flask_keitaro.state import SALT
+from flask_keitaro.state import DIGEST, SALT
+
+
+def serializer(secret: str | bytes | list[str | bytes], salt: str = SALT) -> URLSafeSerializer:
+    """itsdangerous's own serializer of the state: its salt and its HMAC's hash."""
+    return URLSafeSerializer(secret, salt=salt, signer_kwargs={"digest_method": DIGEST})
 
 
 def sign_state(secret: str, data: Any) -> str:
     """A state cookie value holding ``data`` (any JSON), signed with ``secret``."""
-    return URLSafeSerializer(secret, salt=SALT).dumps(data)
+    return serializer(secret).dumps(data)
 
 
 def read_state(secret: str, value: str) -> Any:
     """The JSON a state cookie value holds; fails the test when ``secret`` did not sign it."""
     try:
-        return URLSafeSerializer(secret, salt=SALT).loads(value)
+        return serializer(secret).loads(value)
     except BadSignature:
         raise AssertionError("the state cookie is not signed with this key") from None
 
