@@ -5,10 +5,10 @@ token itself), holds click data only — never a tracker response — and expire
 tracker's ``cookies_ttl``. No server-side storage is involved.
 
 The cookie's value is one that itsdangerous's :class:`~itsdangerous.URLSafeSerializer` reads:
-the entries as compact JSON in base64url (zlib-compressed past :data:`PLAIN_PAYLOAD`), signed
-by itsdangerous's :class:`~itsdangerous.Signer` (HMAC with :data:`DIGEST`) under :data:`SALT`.
-The secret keys are itsdangerous's list: the oldest first, the current key last; the current
-key signs, and any of them verifies.
+the entries (:data:`ENTRY_FIELDS`) as compact JSON in base64url (zlib-compressed past
+:data:`PLAIN_PAYLOAD`), signed by itsdangerous's :class:`~itsdangerous.Signer` (HMAC with
+:data:`DIGEST`) under :data:`SALT`. The secret keys are itsdangerous's list: the oldest
+first, the current key last; the current key signs, and any of them verifies.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ MAX_TRACKER_COOKIES = 8
 _SUB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.~=+/-]{1,512}")
 
-_LEVELS = frozenset(UNIQUENESS_LEVELS)
 # The exact types an entry's values may have (a bool is no int here).
 _INT_OR_NONE = frozenset((int, type(None)))
 _STR_OR_NONE = frozenset((str, type(None)))
@@ -190,27 +189,61 @@ def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
         return None
 
 
-def _info_to_dict(info: ClickInfo, expires: float) -> dict[str, Any]:
-    return {
-        "s": info.sub_id,
-        "t": info.token,
-        "c": info.campaign_id,
-        "st": info.stream_id,
-        "l": info.landing_id,
-        "o": list(info.offer_ids),
-        "b": info.is_bot,
-        "u": {k: v for k, v in info.uniqueness.items() if k in _LEVELS},
-        "e": int(expires),
-    }
+#: An entry of the state is a JSON array of these fields, in this order: the click's
+#: :class:`~flask_keitaro.result.ClickInfo` fields, its uniqueness as one flag for each of
+#: :data:`~flask_keitaro.result.UNIQUENESS_LEVELS` (``null``: not given), when it expires
+#: (whole seconds since the epoch), whether a link gave it, and the names of the cookies the
+#: tracker set with it. An array, not an object: without a name for each value, the cookie
+#: of one click is a quarter shorter (262 bytes, not 347), and decoded faster.
+ENTRY_FIELDS = (
+    "sub_id",
+    "token",
+    "campaign_id",
+    "stream_id",
+    "landing_id",
+    "offer_ids",
+    "is_bot",
+    "uniqueness",
+    "expires",
+    "from_link",
+    "cookies",
+)
+_EXPIRES = ENTRY_FIELDS.index("expires")
+_FROM_LINK = ENTRY_FIELDS.index("from_link")
+_COOKIES = ENTRY_FIELDS.index("cookies")
 
 
-def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
+def _entry(info: ClickInfo, expires: float, from_link: bool, cookies: list[str]) -> list[Any]:
+    """The state's entry of a click (see :data:`ENTRY_FIELDS`)."""
+    unique = info.uniqueness
+    return [
+        info.sub_id,
+        info.token,
+        info.campaign_id,
+        info.stream_id,
+        info.landing_id,
+        list(info.offer_ids),
+        info.is_bot,
+        [unique.get(level) for level in UNIQUENESS_LEVELS],
+        int(expires),
+        from_link,
+        cookies,
+    ]
+
+
+def _is_entry(entry: Any, now: float) -> bool:
+    """Whether ``entry`` has the length of an entry and an expiry, still to come."""
+    return (
+        type(entry) is list
+        and len(entry) == len(ENTRY_FIELDS)
+        and type(entry[_EXPIRES]) is int
+        and entry[_EXPIRES] > now
+    )
+
+
+def _info_from_entry(entry: list[Any]) -> ClickInfo | None:
     """The click of a stored entry; ``None`` when the entry is not of the shape written."""
-    get = entry.get
-    sub_id, token, campaign_id, stream_id, landing_id = (
-        get("s"), get("t"), get("c"), get("st"), get("l")
-    )  # fmt: skip
-    offers, is_bot, unique = get("o", []), get("b"), get("u", {})
+    sub_id, token, campaign_id, stream_id, landing_id, offers, is_bot, unique = entry[:8]
     if not (
         type(sub_id) is str
         and sub_id
@@ -220,16 +253,19 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
         and type(landing_id) in _INT_OR_NONE
         and type(offers) is list
         and type(is_bot) in _BOOL_OR_NONE
-        and type(unique) is dict
-        and unique.keys() <= _LEVELS
+        and type(unique) is list
+        and len(unique) == len(UNIQUENESS_LEVELS)
     ):
         return None
     for offer in offers:
         if type(offer) is not int:
             return None
-    for flag in unique.values():
-        if type(flag) is not bool:
-            return None
+    uniqueness = {}
+    for level, flag in zip(UNIQUENESS_LEVELS, unique, strict=True):
+        if flag is not None:
+            if type(flag) is not bool:
+                return None
+            uniqueness[level] = flag
     return ClickInfo(
         sub_id=sub_id,
         token=token,
@@ -238,7 +274,7 @@ def _info_from_dict(entry: Mapping[str, Any]) -> ClickInfo | None:
         landing_id=landing_id,
         offer_ids=tuple(offers),
         is_bot=is_bot,
-        uniqueness=dict(unique),
+        uniqueness=uniqueness,
     )
 
 
@@ -262,7 +298,7 @@ class ClickState:
     def __init__(
         self,
         secret_keys: SecretKeys,
-        entries: dict[str, dict[str, Any]] | None = None,
+        entries: dict[str, list[Any]] | None = None,
         *,
         cookie_name: str = "",
     ) -> None:
@@ -270,7 +306,7 @@ class ClickState:
             raise ValueError("ClickState needs at least one secret key")
         self._secret_keys = secret_keys
         self.cookie_name = cookie_name
-        self.entries: dict[str, dict[str, Any]] = entries or {}
+        self.entries: dict[str, list[Any]] = entries or {}
         self.changed = False
 
     @classmethod
@@ -298,7 +334,7 @@ class ClickState:
         state.changed = old_key
         now = time.time() if now is None else now
         for key, entry in data.items():
-            if isinstance(entry, dict) and type(entry.get("e")) is int and entry["e"] > now:
+            if _is_entry(entry, now):
                 state.entries[key] = entry
         return state
 
@@ -327,13 +363,13 @@ class ClickState:
             entry = self.entries.pop(found)
             self.entries[current] = entry
             self.changed = True
-        if entry.get("e", 0) <= now:
+        if entry[_EXPIRES] <= now:
             return None
-        info = _info_from_dict(entry)
+        info = _info_from_entry(entry)
         if info is None:
             logger.debug("Ignored a click state entry of the wrong shape")
             return None
-        return StoredClick(info, entry.get("r") == "link")
+        return StoredClick(info, entry[_FROM_LINK] is True)
 
     def put(
         self,
@@ -353,13 +389,9 @@ class ClickState:
         current, *old = self._keys(campaign_token)
         for key in (current, *old):
             self.entries.pop(key, None)
-        entry = _info_to_dict(info, time.time() + max_age)
-        if from_link:
-            entry["r"] = "link"
         names = sorted({name for name in cookies if len(name) <= 64 and is_token(name)})
-        if names:
-            entry["k"] = names[:MAX_TRACKER_COOKIES]
-        self.entries[current] = entry
+        expires = time.time() + max_age
+        self.entries[current] = _entry(info, expires, from_link, names[:MAX_TRACKER_COOKIES])
         while len(self.entries) > MAX_CAMPAIGNS:
             self.entries.pop(next(iter(self.entries)))
         self.changed = True
@@ -379,8 +411,8 @@ class ClickState:
         now = time.time() if now is None else now
         names: set[str] = set()
         for entry in self.entries.values():
-            kept = entry.get("k")
-            if isinstance(kept, list) and entry.get("e", 0) > now:
+            kept = entry[_COOKIES]
+            if isinstance(kept, list) and entry[_EXPIRES] > now:
                 names.update(name for name in kept if isinstance(name, str))
         return frozenset(names)
 
@@ -408,7 +440,7 @@ class ClickState:
     def max_age(self, now: float | None = None) -> int:
         """Seconds until the last entry expires, at most the longest any cookie is kept."""
         now = time.time() if now is None else now
-        latest = max((int(e["e"] - now) for e in self.entries.values()), default=0)
+        latest = max((int(e[_EXPIRES] - now) for e in self.entries.values()), default=0)
         return min(latest, MAX_COOKIE_AGE)
 
 

@@ -13,7 +13,7 @@ from werkzeug.test import Client, TestResponse
 from flask_keitaro import KeitaroExtension, KeitaroMiddleware, keitaro_campaign
 from flask_keitaro.state import campaign_key
 from tests.support import TOKEN
-from tests.support.state import read_state, sign_state
+from tests.support.state import EXPIRES, read_state, sign_state, state_entry
 from testsupport.tracker import RecordingTracker, do_nothing
 
 if TYPE_CHECKING:
@@ -100,7 +100,9 @@ def _comparable(response: TestResponse) -> tuple[int, list[tuple[str, str]], byt
         if name == "Set-Cookie" and value.startswith("_kst="):
             signed = value.split(";", 1)[0].removeprefix("_kst=")
             entries = read_state(SECRET, signed)
-            value = repr({key: {**entry, "e": "-"} for key, entry in entries.items()})
+            for entry in entries.values():
+                entry[EXPIRES] = "-"
+            value = repr(entries)
         if name == "Set-Cookie" and "Max-Age=" in value:
             value = value.split("; Expires=", 1)[0] + "; " + value.split("; ", 2)[-1]
         headers.append((name, value))
@@ -201,7 +203,7 @@ def test_the_apps_own_503_page_is_finished_as_the_packages(
 def test_both_doors_rotate_the_state_key_alike(tracker: RecordingTracker) -> None:
     """A state signed with an older key restores at both doors and is signed again alike."""
     old = "door-secret-before"
-    entry = {"s": "rotated000001", "t": "OFFER", "c": 2, "e": 4_000_000_000}
+    entry = state_entry(4_000_000_000, sub_id="rotated000001", campaign_id=2)
     cookie = "_kst=" + sign_state(old, {campaign_key(old, TOKEN): entry})
     app = _flask(tracker.url)
     app.config["SECRET_KEY_FALLBACKS"] = [old]

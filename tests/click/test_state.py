@@ -15,7 +15,13 @@ from flask_keitaro import click_requested, click_restored, click_succeeded, curr
 from flask_keitaro.result import ClickInfo
 from flask_keitaro.state import ClickState, campaign_key
 from tests.support import TOKEN, AppFactory
-from tests.support.state import home_made_state, read_state, serializer, sign_state
+from tests.support.state import (
+    home_made_state,
+    read_state,
+    serializer,
+    sign_state,
+    state_entry,
+)
 from testsupport.tracker import RecordingTracker, do_nothing
 
 
@@ -132,8 +138,10 @@ def _sign(secret: str, data: Any) -> str:
     return sign_state(secret, data)
 
 
-def _entry(expires: float, **fields: Any) -> dict[str, Any]:
-    return {"s": "forged0000000", "t": "T", "c": 2, "e": int(expires), **fields}
+def _entry(expires: float, **fields: Any) -> list[Any]:
+    return state_entry(
+        expires, **{"sub_id": "forged0000000", "token": "T", "campaign_id": 2, **fields}
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,7 +166,9 @@ def _entry(expires: float, **fields: Any) -> dict[str, Any]:
         ),
         pytest.param(lambda: _sign("test-secret", ["not", "an", "object"]), id="not-object"),
         pytest.param(
-            lambda: _sign("test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12, o="x")}),
+            lambda: _sign(
+                "test-secret", {campaign_key("test-secret", TOKEN): _entry(1e12, offer_ids="x")}
+            ),
             id="wrong-shape",
         ),
         pytest.param(

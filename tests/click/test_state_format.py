@@ -28,7 +28,13 @@ from flask_keitaro.state import (
     campaign_key,
     cookie_value,
 )
-from tests.support.state import home_made_state, read_state, serializer, sign_state
+from tests.support.state import (
+    home_made_state,
+    read_state,
+    serializer,
+    sign_state,
+    state_entry,
+)
 from testsupport.clicks import keitaro_state
 
 SECRET = "format-secret"
@@ -36,8 +42,8 @@ TOKEN = "formattokenformattokenformat0001"
 BASE64URL = string.ascii_letters + string.digits + "-_"
 
 
-def _entry(**fields: Any) -> dict[str, Any]:
-    return {"s": "sub0000000001", "t": "OFFER", "e": int(time.time()) + 3600, **fields}
+def _entry(**fields: Any) -> list[Any]:
+    return state_entry(fields.pop("expires", time.time() + 3600), **fields)
 
 
 def _state_value(**entry: Any) -> str:
@@ -169,19 +175,23 @@ def test_a_signed_payload_that_is_no_state_is_no_state(payload: bytes) -> None:
 @pytest.mark.parametrize(
     "entry",
     [
-        {"s": ""},
-        {"s": 5},
-        {"t": 7},
-        {"c": "2"},
-        {"c": True},
-        {"st": 1.5},
-        {"o": "x"},
-        {"o": [1, "2"]},
-        {"o": [True]},
-        {"b": 1},
-        {"u": []},
-        {"u": {"campaign": 1}},
-        {"u": {"other": True}},
+        {"sub_id": ""},
+        {"sub_id": 5},
+        {"sub_id": None},
+        {"token": 7},
+        {"campaign_id": "2"},
+        {"campaign_id": True},
+        {"stream_id": 1.5},
+        {"landing_id": "4"},
+        {"offer_ids": "x"},
+        {"offer_ids": [1, "2"]},
+        {"offer_ids": [True]},
+        {"is_bot": 1},
+        {"uniqueness": []},
+        {"uniqueness": [True, True]},
+        {"uniqueness": [True, True, True, True]},
+        {"uniqueness": [1, None, None]},
+        {"uniqueness": {"campaign": True}},
     ],
     ids=repr,
 )
@@ -190,8 +200,48 @@ def test_an_entry_of_the_wrong_shape_is_no_click(entry: dict[str, Any]) -> None:
     assert _restored(_state_value(**entry)) is None
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(lambda e: e[:-1], id="a field short"),
+        pytest.param(lambda e: [*e, 1], id="a field more"),
+        pytest.param(lambda e: dict(enumerate(e)), id="an object"),
+        pytest.param(lambda e: [], id="empty"),
+        pytest.param(lambda e: None, id="null"),
+    ],
+)
+def test_an_entry_that_is_not_an_entry_is_no_state(entry: Any) -> None:
+    data = {campaign_key(SECRET, TOKEN): entry(_entry())}
+    state = ClickState.load((SECRET,), sign_state(SECRET, data))
+    assert state.entries == {} and state.get(TOKEN) is None
+
+
+def test_an_entry_reads_back_every_field() -> None:
+    """Each field at its place: a click with every field set restores as it was stored."""
+    fields = {
+        "sub_id": "sub0000000042", "token": "T42", "campaign_id": 3, "stream_id": 5,
+        "landing_id": 7, "offer_ids": [11, 13], "is_bot": True, "uniqueness": [False, None, True],
+        "from_link": True, "cookies": ["_trk"],
+    }  # fmt: skip
+    state = ClickState.load((SECRET,), _state_value(**fields))
+    assert state.find(TOKEN) == (
+        ClickInfo(
+            sub_id="sub0000000042", token="T42", campaign_id=3, stream_id=5, landing_id=7,
+            offer_ids=(11, 13), is_bot=True, uniqueness={"campaign": False, "global": True},
+        ),
+        True,
+    )  # fmt: skip
+    assert state.tracker_cookies() == {"_trk"}
+    assert ClickState.load((SECRET,), _state_value()).find(TOKEN) == (
+        ClickInfo(sub_id="sub0000000001", token="OFFER"),
+        False,
+    )
+
+
 def test_an_entry_with_a_float_expiry_is_dropped() -> None:
-    assert _restored(_state_value(e=time.time() + 3600.5)) is None
+    value = sign_state(SECRET, {campaign_key(SECRET, TOKEN): [*_entry()[:8], 4e9, False, []]})
+    assert _restored(value) is None
+    assert _restored(sign_state(SECRET, {campaign_key(SECRET, TOKEN): _entry(expires=4e9)}))
 
 
 def test_a_value_of_another_salt_is_no_state() -> None:
@@ -348,7 +398,7 @@ def test_any_cookie_header_reads_as_werkzeug_reads_it(parts: list[tuple[str, str
 
 
 def test_a_signed_far_future_expiry_is_kept_no_longer_than_any_cookie() -> None:
-    state = ClickState.load((SECRET,), _state_value(e=10**15))
+    state = ClickState.load((SECRET,), _state_value(expires=10**15))
     assert state.get(TOKEN) is not None
     assert state.max_age() == MAX_COOKIE_AGE
     assert "Max-Age=34560000" in CookiePolicy().header(SetCookie("_kst", "v", state.max_age()))

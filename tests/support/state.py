@@ -16,6 +16,39 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from flask_keitaro.state import DIGEST, SALT
 
+#: The fields of a state entry in the order the cookie's JSON array holds them, each with the
+#: value a test's entry has unless the test gives another (``expires`` it always gives).
+_ENTRY_DEFAULTS: dict[str, Any] = {
+    "sub_id": "sub0000000001",
+    "token": "OFFER",
+    "campaign_id": None,
+    "stream_id": None,
+    "landing_id": None,
+    "offer_ids": [],
+    "is_bot": None,
+    "uniqueness": [None, None, None],  # campaign, stream, global
+    "expires": None,
+    "from_link": False,
+    "cookies": [],
+}
+
+
+#: Where an entry holds its expiry.
+EXPIRES = list(_ENTRY_DEFAULTS).index("expires")
+
+
+def state_entry(expires: float, **fields: Any) -> list[Any]:
+    """A state entry as the cookie holds it: a JSON array, its fields in their order.
+
+    Written here from the format itself, not by the state module, so that a change of the
+    format fails the tests that sign entries with this.
+    """
+    unknown = fields.keys() - _ENTRY_DEFAULTS.keys()
+    if unknown:
+        raise TypeError(f"no such entry field: {sorted(unknown)}")
+    given = {**_ENTRY_DEFAULTS, "expires": int(expires), **fields}
+    return list(given.values())
+
 
 def serializer(secret: str | bytes | list[str | bytes], salt: str = SALT) -> URLSafeSerializer:
     """itsdangerous's own serializer of the state: its salt and its HMAC's hash."""
