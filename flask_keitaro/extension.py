@@ -166,7 +166,8 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
     Takes the campaign token and the route options of :class:`~flask_keitaro.Route`;
     an option left ``None`` takes the app's config. When the tracker decides (a redirect, a
     page, a 404) the visitor gets its answer and the view does not run; otherwise the view
-    runs with :data:`current_click` set. Sync and ``async`` views work; a CORS preflight
+    runs with :data:`current_click` set. Sync and ``async`` views work (an ``async`` view
+    runs through the app's ``ensure_sync``, as Flask runs one); a CORS preflight
     passes without a click (any other ``OPTIONS`` a route takes is clicked like ``GET``);
     stacked decorators click once.
 
@@ -184,12 +185,16 @@ def keitaro_campaign(*args: Any, **kwargs: Any) -> ViewDecorator:
         if wrong is not None:
             raise TypeError(wrong)
 
+        # Flask hands the wrapper (a plain function) to the app's ``ensure_sync``; the view
+        # inside it needs the app's ``ensure_sync`` only when it is a coroutine function.
+        view_is_async = inspect.iscoroutinefunction(view)
+
         @functools.wraps(view)
         def wrapper(*view_args: Any, **view_kwargs: Any) -> ResponseReturnValue:
             # The objects themselves, not their context proxies: each is read several times.
             app = cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
             app_g = g._get_current_object()
-            run_view = app.ensure_sync(view)
+            run_view = app.ensure_sync(view) if view_is_async else view
             if app_g.get(_G_CLICK) is not None:
                 return run_view(*view_args, **view_kwargs)  # type: ignore[no-any-return]
             req = cast(Request, request._get_current_object())  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
@@ -78,6 +79,40 @@ def test_async_view(make_app: AppFactory, tracker: RecordingTracker) -> None:
     assert any(h.startswith("_kuc=") for h in response.headers.getlist("Set-Cookie"))
     tracker.answer({"status": 302, "headers": ["Location: https://offer.example/"]})
     assert app.test_client().get("/async").status_code == 302
+
+
+def test_the_apps_ensure_sync_is_given_an_async_view_alone(
+    make_app: AppFactory, tracker: RecordingTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask gives the app's ``ensure_sync`` the decorated view (a plain function); the view
+    inside goes through it too when it is a coroutine function, and only then."""
+    app = make_app()
+    given: list[Callable[..., Any]] = []
+
+    def ensure_sync(func: Callable[..., Any]) -> Callable[..., Any]:
+        if func.__name__.endswith("_landing"):  # not the app's before_request hooks
+            given.append(func)
+        return Flask.ensure_sync(app, func)
+
+    monkeypatch.setattr(app, "ensure_sync", ensure_sync)
+
+    @app.route("/sync")
+    @keitaro_campaign(TOKEN)
+    def sync_landing() -> str:
+        return f"sync sub_id={current_click.sub_id}"
+
+    @app.route("/async")
+    @keitaro_campaign(TOKEN)
+    async def async_landing() -> str:
+        return f"async sub_id={current_click.sub_id}"
+
+    assert app.test_client().get("/sync").text == "sync sub_id=abc123def4567"
+    assert given == [app.view_functions["sync_landing"]]  # the decorated view, by Flask
+    given.clear()
+    assert app.test_client().get("/async").text == "async sub_id=abc123def4567"
+    decorated = app.view_functions["async_landing"]
+    assert given == [decorated, decorated.__wrapped__]  # then the view inside it
+    assert len(tracker.calls) == 2
 
 
 def test_stacking_clicks_once(make_app: AppFactory, tracker: RecordingTracker) -> None:
