@@ -1,7 +1,8 @@
 """Writing and reading state cookies in tests, with itsdangerous itself (not the state module).
 
 A state the tests sign here restoring in the app, and the app's state reading here, pin the
-cookie to itsdangerous's ``URLSafeSerializer`` under the state's salt.
+cookie to itsdangerous's ``URLSafeSerializer`` under the state's salt and HMAC hash, and
+:func:`state_entry` pins the entries' format.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ _ENTRY_DEFAULTS: dict[str, Any] = {
     "from_link": False,
     "cookies": [],
 }
-
 
 #: Where an entry holds its expiry.
 EXPIRES = list(_ENTRY_DEFAULTS).index("expires")
