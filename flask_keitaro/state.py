@@ -67,6 +67,7 @@ _INT_OR_NONE = frozenset((int, type(None)))
 _STR_OR_NONE = frozenset((str, type(None)))
 _BOOL_OR_NONE = frozenset((bool, type(None)))
 _JSON = json.JSONEncoder(separators=(",", ":"))
+_JSON_DECODER = json.JSONDecoder()
 
 #: The longest payload (base64url JSON) the state leaves uncompressed: a state of one campaign.
 #: zlib would save it few bytes, and cost more than those in every visit that writes or restores
@@ -184,7 +185,12 @@ def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
     try:
         if payload.startswith(b"."):
             return signing.serializer.load_payload(payload), old_key
-        return json.loads(base64_decode(payload).decode("utf-8")), old_key
+        text = base64_decode(payload).decode("utf-8")
+        # The whole text is one JSON value, as json.loads reads it (this code writes no
+        # whitespace around it): the decoder's public raw_decode, without loads' two scans
+        # for whitespace.
+        data, end = _JSON_DECODER.raw_decode(text)
+        return (data, old_key) if end == len(text) else None
     except (BadData, ValueError, RecursionError):  # signed, but no payload this code writes
         return None
 
@@ -266,15 +272,9 @@ def _info_from_entry(entry: list[Any]) -> ClickInfo | None:
             if type(flag) is not bool:
                 return None
             uniqueness[level] = flag
+    # By position, in the order of ClickInfo's first fields (a test reads each one back).
     return ClickInfo(
-        sub_id=sub_id,
-        token=token,
-        campaign_id=campaign_id,
-        stream_id=stream_id,
-        landing_id=landing_id,
-        offer_ids=tuple(offers),
-        is_bot=is_bot,
-        uniqueness=uniqueness,
+        sub_id, token, campaign_id, stream_id, landing_id, tuple(offers), is_bot, uniqueness
     )
 
 

@@ -173,6 +173,15 @@ def test_a_signed_payload_that_is_no_state_is_no_state(payload: bytes) -> None:
     assert state.entries == {} and state.get(TOKEN) is None
 
 
+@pytest.mark.parametrize("more", [b"x", b"{}", b" ", b"\n"], ids=repr)
+def test_a_state_followed_by_more_is_no_state(more: bytes) -> None:
+    """The payload is one JSON value, whole: a valid state with anything after it is none."""
+    text = json.dumps({campaign_key(SECRET, TOKEN): _entry()}, separators=(",", ":")).encode()
+    signer = serializer(SECRET).make_signer()
+    assert _restored(signer.sign(_b64(text)).decode()) is not None  # the control
+    assert _restored(signer.sign(_b64(text + more)).decode()) is None
+
+
 @pytest.mark.parametrize(
     "entry",
     [
