@@ -14,7 +14,7 @@ import pytest
 from flask import Flask, session
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import HMACAlgorithm, URLSafeSerializer
+from itsdangerous import BadData, HMACAlgorithm, URLSafeSerializer, base64_decode, base64_encode
 from werkzeug.http import parse_cookie
 
 from flask_keitaro.cookies import MAX_COOKIE, MAX_COOKIE_AGE, CookiePolicy, SetCookie
@@ -25,6 +25,8 @@ from flask_keitaro.state import (
     MAX_CAMPAIGNS,
     SALT,
     ClickState,
+    _base64_decode,
+    _base64_encode,
     campaign_key,
     cookie_value,
 )
@@ -105,6 +107,24 @@ def test_the_states_hmac_is_itsdangerous_hmac(key: bytes, value: bytes) -> None:
     ours = _HMAC(key)
     assert ours.get_signature(key, value) == theirs.get_signature(key, value)
     assert ours.get_signature(key + b"!", value) == theirs.get_signature(key + b"!", value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.text(alphabet=BASE64URL + "=.!", max_size=80))
+def test_the_states_base64_is_itsdangerous_base64(data: bytes, text: str) -> None:
+    """Any bytes encode as itsdangerous encodes them and decode back; any ASCII decodes as
+    itsdangerous decodes it, or is no base64 for either."""
+    assert _base64_encode(data) == base64_encode(data)
+    assert _base64_decode(base64_encode(data)) == data
+    try:
+        theirs: bytes | None = base64_decode(text)
+    except BadData:
+        theirs = None
+    try:
+        ours: bytes | None = _base64_decode(text.encode("ascii"))
+    except ValueError:
+        ours = None
+    assert ours == theirs
 
 
 def test_every_changed_character_breaks_the_signature() -> None:
