@@ -116,7 +116,9 @@ class Pipeline:
             state = None
         restored = self._restore(token, request, state, made) if restore else None
         if restored is not None:
-            signals.click_restored.send(sender, click=restored)
+            # Sent when someone listens: blinker's send with no receiver is no free call.
+            if signals.click_restored.receivers:
+                signals.click_restored.send(sender, click=restored)
             cookies = state.set_cookies() if state is not None and not prefetch else ()
             return Outcome(restored, cookies=cookies, policy=policy)
 
@@ -130,7 +132,8 @@ class Pipeline:
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
         )
         options = route.click_options(config, request, withheld or self._forwarding(state))
-        signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
+        if signals.click_requested.receivers:
+            signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
@@ -145,7 +148,9 @@ class Pipeline:
         click = made(
             result.info, log=result.log, raw=result.raw, acted=verdict.acted, response=response
         )
-        signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
+        if signals.click_succeeded.receivers:
+            elapsed = time.perf_counter() - started
+            signals.click_succeeded.send(sender, click=click, elapsed=elapsed)
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
