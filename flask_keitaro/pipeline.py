@@ -116,8 +116,7 @@ class Pipeline:
             state = None
         restored = self._restore(token, request, state, made) if restore else None
         if restored is not None:
-            # Sent when someone listens: blinker's send with no receiver is no free call.
-            if signals.click_restored.receivers:
+            if signals.click_restored.receivers:  # blinker's send to no one is no free call
                 signals.click_restored.send(sender, click=restored)
             cookies = state.set_cookies() if state is not None and not prefetch else ()
             return Outcome(restored, cookies=cookies, policy=policy)
@@ -132,8 +131,7 @@ class Pipeline:
             request, ip_header=config.ip_header, trusted_proxies=config.trusted_proxies
         )
         options = route.click_options(config, request, withheld or self._forwarding(state))
-        if signals.click_requested.receivers:
-            signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
+        signals.click_requested.send(sender, token_hint=token_hint(token), visitor=visitor)
         started = time.perf_counter()
         try:
             result = self.client.click(token, visitor, options)
@@ -148,9 +146,7 @@ class Pipeline:
         click = made(
             result.info, log=result.log, raw=result.raw, acted=verdict.acted, response=response
         )
-        if signals.click_succeeded.receivers:
-            elapsed = time.perf_counter() - started
-            signals.click_succeeded.send(sender, click=click, elapsed=elapsed)
+        signals.click_succeeded.send(sender, click=click, elapsed=time.perf_counter() - started)
         for line in result.log if options.log else ():
             # The tracker may name the campaign by its token: a log record never holds it.
             logger.debug("Tracker log: %s", line.replace(token, f"...{token_hint(token)}"))
