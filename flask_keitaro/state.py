@@ -207,9 +207,9 @@ def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
         if payload.startswith(b"."):
             return signing.serializer.load_payload(payload), old_key
         text = _base64_decode(payload).decode("utf-8")
-        # The whole text is one JSON value, as json.loads reads it (this code writes no
-        # whitespace around it): the decoder's public raw_decode, without loads' two scans
-        # for whitespace.
+        # The whole text is one JSON value, nothing before or after it (this code writes no
+        # whitespace): the decoder's public raw_decode, without json.loads' two scans for
+        # whitespace around the value.
         data, end = _JSON_DECODER.raw_decode(text)
         return (data, old_key) if end == len(text) else None
     except (BadData, ValueError, RecursionError):  # signed, but no payload this code writes
