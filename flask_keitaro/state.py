@@ -123,30 +123,30 @@ class _Signing(NamedTuple):
     """How the state is signed under one list of secret keys (itsdangerous's objects)."""
 
     serializer: URLSafeSerializer  # the payload: its JSON, zlib and base64url
-    signers: tuple[Signer, ...]  # one a key, the current key's first: it signs
-    algorithms: tuple[_HMAC, ...]  # each signer's algorithm, with its key, in the same order
+    signer: Signer  # the current key's: it signs
+    algorithms: tuple[_HMAC, ...]  # one a key, the current key's first: each verifies
 
 
 @lru_cache(maxsize=16)
 def _signing(secret_keys: SecretKeys) -> _Signing:
-    """The state's serializer and signers for ``secret_keys``, made once per list of keys.
+    """The state's serializer, signer and algorithms for ``secret_keys``, made once per list.
 
-    The signers sign exactly as ``URLSafeSerializer(secret_keys, salt=SALT,
+    They sign exactly as ``URLSafeSerializer(secret_keys, salt=SALT,
     signer_kwargs={"digest_method": DIGEST})`` does: HMAC under the key itsdangerous derives
-    from each secret key and the salt. The keys are derived here, once, and given to signers
-    that derive nothing (``key_derivation="none"``), rather than derived again for every
-    cookie.
+    from each secret key and the salt. The keys are derived here, once, and given to
+    algorithms made for them and to a signer that derives nothing (``key_derivation="none"``),
+    rather than derived again for every cookie.
     """
     keys = [key.encode() if isinstance(key, str) else key for key in secret_keys]
     serializer = URLSafeSerializer(keys, salt=SALT, signer_kwargs={"digest_method": DIGEST})
     deriving = serializer.make_signer()
     derived = [deriving.derive_key(key) for key in reversed(keys)]
     algorithms = tuple(_HMAC(key) for key in derived)
-    signers = tuple(
-        Signer(key, salt=SALT, key_derivation="none", digest_method=DIGEST, algorithm=algorithm)
-        for key, algorithm in zip(derived, algorithms, strict=True)
+    current = algorithms[0]
+    signer = Signer(
+        current.key, salt=SALT, key_derivation="none", digest_method=DIGEST, algorithm=current
     )
-    return _Signing(serializer, signers, algorithms)
+    return _Signing(serializer, signer, algorithms)
 
 
 # itsdangerous's URL-safe base64 (its ``base64_encode`` and ``base64_decode``: the standard
@@ -177,7 +177,7 @@ def _dumps(secret_keys: SecretKeys, data: Any) -> str:
     payload = _base64_encode(_JSON.encode(data).encode())
     if len(payload) > PLAIN_PAYLOAD:
         payload = signing.serializer.dump_payload(data)
-    return signing.signers[0].sign(payload).decode("ascii")
+    return signing.signer.sign(payload).decode("ascii")
 
 
 def _loads(secret_keys: SecretKeys, value: str) -> tuple[Any, bool] | None:
