@@ -130,9 +130,22 @@ def target(label: str, value: float, limit: float, *, at_most: bool = True, unit
     sign = "<=" if at_most else ">="
     verdict = "PASS" if passed else "FAIL"
     print(
-        f"TARGET {label}: {value:.2f}{unit} (target {sign} {limit:g}{unit}) {verdict}", flush=True
+        f"TARGET {label}: {shown(value, limit, passed, at_most)}{unit}"
+        f" (target {sign} {limit:g}{unit}) {verdict}",
+        flush=True,
     )
     return passed
+
+
+def shown(value: float, limit: float, passed: bool, at_most: bool) -> str:
+    """``value`` with 2 decimals, or as many more as it takes for the printed figure to meet
+    the target exactly when the value does (0.298 against ``>= 0.3`` is not shown as 0.30)."""
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        rounded = float(text)
+        if (rounded <= limit if at_most else rounded >= limit) == passed:
+            return text
+    return repr(value)
 
 
 def note(text: str) -> None:
