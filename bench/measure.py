@@ -138,8 +138,8 @@ def target(label: str, value: float, limit: float, *, at_most: bool = True, unit
 
 
 def shown(value: float, limit: float, passed: bool, at_most: bool) -> str:
-    """``value`` with 2 decimals, or as many more as it takes for the printed figure to meet
-    the target exactly when the value does (0.298 against ``>= 0.3`` is not shown as 0.30)."""
+    """``value`` with 2 decimals, or with as many more as it takes for the printed figure to
+    pass or fail as the value does (0.298 against ``>= 0.3`` is not shown as 0.30)."""
     for digits in range(2, 7):
         text = f"{value:.{digits}f}"
         rounded = float(text)
