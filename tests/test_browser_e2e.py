@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 
 from example_site.server import DemoServer
-from tests.support.browser import browser_missing, start_chromium, unavailable
+from tests.support.browser import (
+    browser_missing,
+    start_chromium,
+    unavailable,
+    wait_until_replaced,
+)
 
 SCREENSHOTS = Path(__file__).parents[1] / "docs" / "_static"
 # ``make screenshots`` sets this to docs/_static; a plain test run leaves the committed
@@ -167,8 +172,6 @@ def _save_screenshot(driver: Any, name: str, *, full_page: bool = False) -> None
 
 def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrome: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.ui import WebDriverWait
 
     emulator = demo.emulator
     tracker = emulator.url.rstrip("/")
@@ -210,7 +213,7 @@ def test_a_visitor_goes_from_the_landing_to_a_conversion(demo: DemoServer, chrom
     order_heading = browser.find_element(By.TAG_NAME, "h1")
     browser.find_element(By.ID, "submit").click()
     # The form posts to the same URL: wait for the page itself to be replaced.
-    WebDriverWait(browser, 10).until(staleness_of(order_heading))
+    wait_until_replaced(browser, order_heading)
     assert browser.current_url.startswith(f"{demo.url}/offer")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Thank you!"
     note = browser.find_element(By.ID, "postback")
@@ -294,12 +297,10 @@ def _cookie_names(driver: Any) -> set[str]:
 
 def _answer_banner(driver: Any, button: str) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.ui import WebDriverWait
 
     banner = driver.find_element(By.ID, "consent")
     driver.find_element(By.ID, button).click()
-    WebDriverWait(driver, 10).until(staleness_of(banner))
+    wait_until_replaced(driver, banner)
 
 
 def test_an_ab_landing_is_sticky_once_the_visitor_accepts_cookies(
@@ -365,3 +366,38 @@ def test_screenshots_are_in_the_readme() -> None:
     for name in ("landing.png", "emulator-clicks.png"):
         assert f"docs/_static/{name}" in readme
         assert (SCREENSHOTS / name).stat().st_size > 10_000
+
+
+class _Node:
+    """A page element that answers ``is_enabled`` as it is told: present, or gone some way."""
+
+    def __init__(self, *answers: BaseException | None) -> None:
+        self.answers = list(answers)
+
+    def is_enabled(self) -> bool:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer is not None:
+            raise answer
+        return True
+
+
+def test_a_page_counts_as_replaced_by_either_word_for_a_gone_node() -> None:
+    pytest.importorskip("selenium")
+    from selenium.common.exceptions import (
+        StaleElementReferenceException,
+        TimeoutException,
+        WebDriverException,
+    )
+
+    chromium_word = WebDriverException(
+        'unknown error: unhandled inspector error: {"code":-32000,'
+        '"message":"Node with given id does not belong to the document"}'
+    )
+    for gone in (StaleElementReferenceException("stale element reference"), chromium_word):
+        node = _Node(None, None, gone)
+        wait_until_replaced(None, node, seconds=5)
+        assert node.answers == [gone]  # asked until it was gone, and no further
+    with pytest.raises(WebDriverException, match="chrome not reachable"):
+        wait_until_replaced(None, _Node(WebDriverException("chrome not reachable")), seconds=5)
+    with pytest.raises(TimeoutException):
+        wait_until_replaced(None, _Node(None), seconds=0.3)

@@ -71,3 +71,27 @@ def start_chromium(profile: Path, *flags: str, capabilities: dict[str, Any] | No
         unavailable(f"chromium did not start: {exc.msg or exc}".splitlines()[0])
     driver.set_page_load_timeout(15)
     return driver
+
+
+def wait_until_replaced(driver: Any, element: Any, seconds: float = 10) -> None:
+    """Wait until ``element``'s page is replaced by the next one (a click that navigates).
+
+    Selenium's ``staleness_of`` takes only ``StaleElementReferenceException`` as "gone", but
+    while the next page loads Chromium may answer for the old node "Node with given id does
+    not belong to the document": that says the same, and is taken so here too.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def replaced(_driver: Any) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in (exc.msg or ""):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, seconds).until(replaced)
