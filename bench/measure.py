@@ -126,24 +126,29 @@ def show(
 
 def target(label: str, value: float, limit: float, *, at_most: bool = True, unit: str = "") -> bool:
     """Print ``value`` beside its target with PASS or FAIL; return whether it passed."""
-    passed = value <= limit if at_most else value >= limit
+    passed = meets(value, limit, at_most)
     sign = "<=" if at_most else ">="
     verdict = "PASS" if passed else "FAIL"
     print(
-        f"TARGET {label}: {shown(value, limit, passed, at_most)}{unit}"
+        f"TARGET {label}: {shown(value, limit, at_most)}{unit}"
         f" (target {sign} {limit:g}{unit}) {verdict}",
         flush=True,
     )
     return passed
 
 
-def shown(value: float, limit: float, passed: bool, at_most: bool) -> str:
+def meets(value: float, limit: float, at_most: bool) -> bool:
+    """Whether ``value`` meets its target: at most ``limit``, or at least it."""
+    return value <= limit if at_most else value >= limit
+
+
+def shown(value: float, limit: float, at_most: bool) -> str:
     """``value`` with 2 decimals, or with as many more as it takes for the printed figure to
     pass or fail as the value does (0.298 against ``>= 0.3`` is not shown as 0.30)."""
+    passed = meets(value, limit, at_most)
     for digits in range(2, 7):
         text = f"{value:.{digits}f}"
-        rounded = float(text)
-        if (rounded <= limit if at_most else rounded >= limit) == passed:
+        if meets(float(text), limit, at_most) == passed:
             return text
     return repr(value)
 
