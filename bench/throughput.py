@@ -7,6 +7,11 @@ request is clicked) and the decorated view with a returning visitor (a valid sta
 header). Requests/s and p50/p99 latency for each. Targets: decorated >= 0.30 x plain,
 returning >= 0.8 x plain.
 
+Beside them, each case's CPU per request (Linux's ``/proc``): the site's (the gunicorns'), the
+stub tracker's and wrk's. All three share the machine's cores, so the rates' ratios also hold
+the stub's and wrk's share and the scheduler's; the site's CPU per request, plain over each
+case, is printed too.
+
 Each worker is a gunicorn of its own (one worker, 4 threads) loaded by a ``wrk`` of its own with
 4 of the 8 connections, both at once; their requests/s are added. One gunicorn with 2 workers
 lets whichever worker wakes first accept wrk's connections: splits from 8/0 to 4/4 were seen,
@@ -19,6 +24,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,10 +42,12 @@ from testsupport.service import Service
 from .measure import (
     Plan,
     alternate,
+    cpu_seconds,
     end_process,
     fail,
     medians,
     note,
+    process_tree,
     run_main,
     show,
     target,
@@ -94,6 +102,10 @@ class Gunicorn(Service):
             end_process(self._process, 15)
             self._process = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pids(self) -> list[int]:
+        """gunicorn's processes (the arbiter and its workers) while it runs."""
+        return process_tree(self._process.pid) if self._process is not None else []
 
     def get(self, path: str, cookie: str | None = None) -> http.client.HTTPResponse:
         """One GET to the site, read whole."""
@@ -181,6 +193,48 @@ def wrk_each(wrk_path: str, urls: list[str], seconds: int, cookie: str | None = 
     )
 
 
+#: CPU seconds at one moment: the sites' processes, the stub tracker's and the ended wrk runs'.
+Reading = tuple[float, float, float]
+
+
+class CPUMeters:
+    """The CPU seconds used so far by the sites' processes, the stub tracker's and wrk's."""
+
+    def __init__(self, site_pids: list[int], stub_pids: list[int]) -> None:
+        self.site_pids = site_pids
+        self.stub_pids = stub_pids
+
+    def read(self) -> Reading | None:
+        """The three figures now, or ``None`` where ``/proc`` has none."""
+        site = cpu_seconds(self.site_pids)
+        stub = cpu_seconds(self.stub_pids)
+        if site is None or stub is None:
+            return None
+        ended = resource.getrusage(resource.RUSAGE_CHILDREN)  # the wrk runs, once waited for
+        return site, stub, ended.ru_utime + ended.ru_stime
+
+
+@dataclass
+class Spent:
+    """CPU seconds one case used over its runs, and the requests they served."""
+
+    site: float = 0.0
+    stub: float = 0.0
+    wrk: float = 0.0
+    requests: int = 0
+
+    def add(self, before: Reading, after: Reading, requests: int) -> None:
+        """Count one run: the readings around it and the requests it served."""
+        self.site += after[0] - before[0]
+        self.stub += after[1] - before[1]
+        self.wrk += after[2] - before[2]
+        self.requests += requests
+
+    def per_request_us(self, seconds: float) -> float:
+        """``seconds`` (one of the three figures) per request served, in µs."""
+        return seconds / self.requests * 1e6
+
+
 def main(plan: Plan) -> None:
     """Load the three cases in turn and print their rates, latencies and ratios."""
     wrk_path = find_tool("wrk", "install it with .ci/ensure-bench-tools (Debian: wrk)")
@@ -195,13 +249,22 @@ def main(plan: Plan) -> None:
         bases = [f"http://127.0.0.1:{site.port}" for site in sites]
         loads: dict[str, list[Load]] = {"plain": [], "decorated": [], "returning": []}
         calls: dict[str, int] = dict.fromkeys(loads, 0)
+        meters = CPUMeters([pid for site in sites for pid in site.pids()], stub.pids())
+        spent: dict[str, Spent | None] = {name: Spent() for name in loads}
 
         def case(name: str, path: str, cookie: str | None = None) -> Callable[[], float]:
             def run() -> float:
                 before = stub.mark()
+                cpu_before = meters.read()
                 load = wrk_each(wrk_path, [f"{b}{path}?{QUERY}" for b in bases], seconds, cookie)
+                cpu_after = meters.read()
                 calls[name] += stub.requests(before)
                 loads[name].append(load)
+                so_far = spent[name]
+                if so_far is None or cpu_before is None or cpu_after is None:
+                    spent[name] = None  # /proc has no figures here: none are printed
+                else:
+                    so_far.add(cpu_before, cpu_after, load.requests)
                 return load.requests_per_s
 
             return run
@@ -230,6 +293,20 @@ def main(plan: Plan) -> None:
         bad = sum(r.bad for r in runs)
         if bad:
             fail(f"{name}: {bad} requests failed (non-2xx/3xx or socket errors)")
+    shown_cpu = {name: each for name, each in spent.items() if each is not None and each.requests}
+    for name, each in shown_cpu.items():
+        note(
+            f"{name}: CPU per request: the site {each.per_request_us(each.site):.0f} µs,"
+            f" the stub tracker {each.per_request_us(each.stub):.0f} µs,"
+            f" wrk {each.per_request_us(each.wrk):.0f} µs"
+        )
+    if len(shown_cpu) == len(spent):
+        site = {name: each.per_request_us(each.site) for name, each in shown_cpu.items()}
+        note(
+            "the site's CPU per request, the plain view's over each case's:"
+            f" decorated {site['plain'] / site['decorated']:.3f},"
+            f" returning {site['plain'] / site['returning']:.3f}"
+        )
     served = {name: sum(r.requests for r in runs) for name, runs in loads.items()}
     note(
         f"tracker calls: decorated {calls['decorated']} for {served['decorated']} requests,"

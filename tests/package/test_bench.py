@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,20 @@ def test_benchmark_runs_quick(name: str) -> None:
         if name != "emulator":  # the emulator's own banner comes first
             assert done.stdout.startswith(f"== {name} (quick) =="), done.stdout
         assert TARGET.search(done.stdout), done.stdout
+    if name == "throughput" and Path("/proc/self/stat").exists():
+        for case in ("plain", "decorated", "returning"):
+            assert re.search(
+                rf"^  {case}: CPU per request: the site [1-9]\d* µs, the stub tracker \d+ µs,"
+                r" wrk \d+ µs$",
+                done.stdout,
+                re.M,
+            ), done.stdout
+        assert re.search(
+            r"^  the site's CPU per request, the plain view's over each case's:"
+            r" decorated 0\.\d{3}, returning [01]\.\d{3}$",
+            done.stdout,
+            re.M,
+        ), done.stdout
 
 
 def test_the_suite_runs_each_benchmark_named() -> None:
