@@ -2,9 +2,10 @@
 
 nginx answers in microseconds and never becomes the bottleneck, so what a benchmark measures
 is the site's side of the click (under load its CPU, about 40 µs a click, shares the cores
-with the site's: ``bench.throughput`` prints both). Each stub runs in its own temporary directory (config, pid
-file, logs), on a free loopback port, and is stopped when the benchmark ends. Its access log
-names the TCP connection of every request, so the connections a client opened are counted.
+with the site's: ``bench.throughput`` prints both). Each stub runs in its own temporary
+directory (config, pid file, logs), on a free loopback port, and is stopped when the benchmark
+ends. Its access log names the TCP connection of every request, so the connections a client
+opened are counted.
 """
 
 from __future__ import annotations
