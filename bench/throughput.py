@@ -249,8 +249,12 @@ def main(plan: Plan) -> None:
         bases = [f"http://127.0.0.1:{site.port}" for site in sites]
         loads: dict[str, list[Load]] = {"plain": [], "decorated": [], "returning": []}
         calls: dict[str, int] = dict.fromkeys(loads, 0)
-        meters = CPUMeters([pid for site in sites for pid in site.pids()], stub.pids())
-        spent: dict[str, Spent | None] = {name: Spent() for name in loads}
+        trees = [site.pids() for site in sites]
+        stub_tree = stub.pids()
+        # Without /proc's children lists only the arbiters would be counted: no figures then.
+        metered = all(len(tree) > 1 for tree in [*trees, stub_tree])
+        meters = CPUMeters([pid for tree in trees for pid in tree], stub_tree)
+        spent: dict[str, Spent | None] = {name: Spent() if metered else None for name in loads}
 
         def case(name: str, path: str, cookie: str | None = None) -> Callable[[], float]:
             def run() -> float:
