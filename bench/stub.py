@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from testsupport.processes import process_tree
 from testsupport.service import Service
 
-from .measure import Unavailable, end_process, process_tree
+from .measure import Unavailable, end_process
 
 #: The stub's answer: "show your own page", with click data, a uniqueness cookie and a TTL,
 #: as a real tracker sends for a landing visit.

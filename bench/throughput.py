@@ -37,17 +37,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from testsupport.processes import cpu_seconds, process_tree
 from testsupport.service import Service
 
 from .measure import (
     Plan,
     alternate,
-    cpu_seconds,
     end_process,
     fail,
     medians,
     note,
-    process_tree,
     run_main,
     show,
     target,

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from testsupport.faults import Seen
+from testsupport.processes import process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,10 +75,8 @@ class GunicornServer:
     def worker(self) -> int:
         """The process id of gunicorn's (one) worker."""
         assert self._process is not None
-        master = self._process.pid
-        with open(f"/proc/{master}/task/{master}/children") as children:
-            (pid,) = children.read().split()
-        return int(pid)
+        (pid,) = process_tree(self._process.pid)[1:]
+        return pid
 
     @property
     def errors(self) -> str:

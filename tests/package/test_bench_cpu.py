@@ -1,4 +1,4 @@
-"""The benchmarks' CPU meter: a process tree's CPU seconds, read from Linux's ``/proc``."""
+"""The CPU meter of the benchmarks: a process tree's CPU seconds, read from Linux's ``/proc``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import cpu_seconds, process_tree
+from testsupport.processes import cpu_seconds, process_tree
 
 pytestmark = pytest.mark.skipif(
     not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
